@@ -1,0 +1,5 @@
+import sys
+
+from fusionlog.cli import main
+
+sys.exit(main())

