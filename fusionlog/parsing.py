@@ -316,9 +316,10 @@ class _Matcher:
         self.miner = miner
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        contents = batch.column("content").to_pylist()
         skips = batch.column("skip").to_pylist()
-        ids = [m if not s else -2 for m, s in zip(match_contents(self.miner, contents), skips)]
+        parsed = [c for c, s in zip(batch.column("content").to_pylist(), skips) if not s]
+        matched = iter(match_contents(self.miner, parsed))
+        ids = [next(matched) if not s else -2 for s in skips]  # -2 marks a skipped line
         return batch.append_column("cluster", pa.array(ids, pa.int64()))
 
 
