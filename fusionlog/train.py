@@ -1,0 +1,137 @@
+"""Ray Train wiring for the small model: a TorchTrainer over ``meta.train_loop`` (Ray's examples shape).
+
+The Ray-specific lines are here only: worker rank/device, ``ray.train.report`` with a checkpoint
+from rank 0 every epoch, resume from ``ray.train.get_checkpoint()``, and the run name, which comes
+from the config and data (never a timestamp) so that rerunning the same command resumes the run.
+Gradients are averaged by ``meta.all_reduce_grads`` over the process group TorchTrainer sets up;
+the model is not wrapped in DDP, which cannot carry second-order meta-gradients (ENGINEERING.md).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from fusionlog import meta
+from fusionlog.artifact import load_artifact, save_artifact  # noqa: F401  load_artifact is re-exported for callers
+from fusionlog.config import FusionLogConfig, to_dict
+from fusionlog.dataset import TrainData
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+RUN_FILE = "run.json"
+
+
+@dataclass
+class FitResult:
+    name: str
+    artifact_dir: Path
+    best_epoch: int
+    best_metrics: dict
+    history: list[dict]
+
+
+def run_identity(cfg: FusionLogConfig, data: TrainData) -> dict:
+    """What makes two runs the same run. ``train.epochs`` is left out on purpose: raising it resumes
+    the run and trains on; worker count and storage are left out as they don't change the model."""
+    train = {k: v for k, v in asdict(cfg.train).items() if k not in ("epochs", "storage_path", "max_failures")}
+    return {"model": asdict(cfg.model), "meta": asdict(cfg.meta), "train": train, "seed": cfg.run.seed,
+            "sources": list(data.source_names), "target": data.target_name, "data": data.fingerprint()}
+
+
+def run_hash(cfg: FusionLogConfig, data: TrainData) -> str:
+    blob = json.dumps(run_identity(cfg, data), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def run_name(cfg: FusionLogConfig, data: TrainData) -> str:
+    """e.g. ``small-meta-HDFS-to-BGL-3f2a9c01b7de``: readable, and stable for the same config + data."""
+    return f"small-{cfg.meta.method}-{'+'.join(data.source_names)}-to-{data.target_name}-{run_hash(cfg, data)}"
+
+
+def check_run_dir(run_dir: Path, expected_hash: str) -> None:
+    """Refuse, before training, to resume from checkpoints another config or data set wrote."""
+    for marker in sorted(Path(run_dir).glob(f"*/{RUN_FILE}")):
+        found = json.loads(marker.read_text())["run_hash"]
+        if found != expected_hash:
+            raise ValueError(f"{marker.parent} was written by run {found}, but this config and data give run "
+                             f"{expected_hash}; use another run name or storage path, or the matching config")
+
+
+def _read_state(checkpoint: ray.train.Checkpoint, expected_hash: str) -> dict:
+    with checkpoint.as_directory() as d:
+        found = json.loads((Path(d) / RUN_FILE).read_text())["run_hash"]
+        if found != expected_hash:
+            raise ValueError(f"checkpoint {checkpoint.path} is from run {found}, this run is {expected_hash}")
+        return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train worker: resume if a checkpoint exists, then ``meta.train_loop`` with a Ray report."""
+    cfg: FusionLogConfig = config["cfg"]
+    data: TrainData = ray.get(config["data"])
+    expected = config["run_hash"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    checkpoint = ray.train.get_checkpoint()
+    resume = _read_state(checkpoint, expected) if checkpoint else None
+
+    def report(metrics: dict, state: dict) -> None:
+        if rank != 0:  # every rank calls report (it is a barrier); only rank 0 passes a checkpoint
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(state, Path(tmp) / STATE_FILE)
+            (Path(tmp) / RUN_FILE).write_text(json.dumps({"run_hash": expected, "epoch": state["epoch"]}))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                             checkpoint_dir_name=f"epoch_{state['epoch']:04d}")
+
+    meta.train_loop(cfg, data, report, resume=resume, device=ray.train.torch.get_device(), rank=rank,
+                    world_size=world)
+
+
+def fit_small(cfg: FusionLogConfig, data: TrainData, name: Optional[str] = None,
+              artifact_dir: Optional[str | Path] = None, callbacks: Optional[list] = None) -> FitResult:
+    """Train on Ray Train and write the model artifact (see fusionlog/artifact.py).
+
+    ``name`` defaults to ``run_name(cfg, data)``; the same name and storage resume the run.
+    ``callbacks`` go to the RunConfig (Ray Tune passes ``TuneReportCallback()`` here).
+    """
+    expected = run_hash(cfg, data)
+    name = name or run_name(cfg, data)
+    storage = Path(cfg.train.storage_path or Path(cfg.run.output_dir) / "ray_train").resolve()
+    check_run_dir(storage / name, expected)
+    log.info("run %s in %s: %d workers, gpu=%s, config %s", name, storage, cfg.ray.num_workers, cfg.ray.use_gpu,
+             json.dumps(to_dict(cfg), default=str))
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg, "data": ray.put(data), "run_hash": expected},
+        scaling_config=ScalingConfig(num_workers=cfg.ray.num_workers, use_gpu=cfg.ray.use_gpu),
+        run_config=RunConfig(name=name, storage_path=str(storage), callbacks=callbacks,
+                             checkpoint_config=CheckpointConfig(num_to_keep=2),
+                             failure_config=FailureConfig(max_failures=cfg.train.max_failures)),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"run {name} finished without a checkpoint (train.epochs={cfg.train.epochs})")
+    state = _read_state(result.checkpoint, expected)
+    best = state["best"]
+    out = Path(artifact_dir or Path(cfg.run.output_dir) / "models" / name)
+    summary = {"run_name": name, "run_hash": expected, "threshold": best["metrics"]["threshold"],
+               "best_epoch": best["epoch"], "best_metrics": best["metrics"], "history": state["history"],
+               "data_counts": data.counts, "sources": data.source_names, "target": data.target_name}
+    save_artifact(out, best["model"], to_dict(cfg), data.table, summary)
+    log.info("run %s: best epoch %d (%s), artifact in %s", name, best["epoch"], best["metrics"], out)
+    return FitResult(name, out, best["epoch"], best["metrics"], state["history"])

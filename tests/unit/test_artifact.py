@@ -1,0 +1,42 @@
+"""Artifact round trip without Ray: save, load, score the same, evaluate with target labels."""
+import json
+
+import numpy as np
+import pytest
+
+from _synthetic import make_system, write_prepared
+from fusionlog.artifact import evaluate_artifact, load_artifact, save_artifact
+from fusionlog.config import FusionLogConfig, MetaConfig, ModelConfig, to_dict
+from fusionlog.dataset import load_train_data
+from fusionlog.meta import predict_proba, train_loop
+
+
+def test_save_load_score_and_evaluate(tmp_path):
+    write_prepared(tmp_path / "prepared", make_system("SRC", n_seq=120, seed=1))
+    write_prepared(tmp_path / "prepared", make_system("TGT", n_seq=60, seed=2, shift=0.3))
+    data = load_train_data(tmp_path / "prepared", ["SRC"], "TGT", 0.25, seed=0)
+    cfg = FusionLogConfig()
+    cfg.model = ModelConfig(hidden=8, attention_dim=4, head_hidden=4, max_len=16)
+    cfg.meta = MetaConfig(support_size=12, query_size=12, tasks_per_step=2)
+    cfg.train.epochs, cfg.train.steps_per_epoch = 2, 2
+    out = train_loop(cfg, data, lambda metrics, state: None)
+    best = out["best"]
+    summary = {"threshold": best["metrics"]["threshold"], "data_counts": data.counts, "sources": ["SRC"],
+               "target": "TGT", "best_epoch": best["epoch"]}
+    save_artifact(tmp_path / "art", best["model"], to_dict(cfg), data.table, summary)
+
+    art = load_artifact(tmp_path / "art")
+    assert art.table.event_ids == data.table.event_ids and art.model_config == cfg.model
+    out["model"].load_state_dict(best["model"])
+    expected, _ = predict_proba(out["model"], data.target, 64, 16)
+    np.testing.assert_allclose(art.score(data.target)[0], expected, atol=1e-7)
+
+    row = evaluate_artifact(tmp_path / "art", tmp_path / "prepared")
+    assert row["pair"] == "SRC->TGT" and row["method"] == "meta"
+    assert row["evaluated"] == 60 and row["unknown_events_dropped"] == 0 and row["train_target"] == 60
+    assert 0.0 <= row["f1"] <= 1.0 and json.loads(json.dumps(row)) == row
+
+
+def test_load_artifact_names_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing model.pt, config.json"):
+        load_artifact(tmp_path)
