@@ -59,17 +59,25 @@ class Artifact:
         return predict_proba(self.model, sequences, batch_size, self.model_config.max_len)
 
 
-def save_artifact(out_dir: str | Path, weights: dict, config: dict, table: EventTable, summary: dict) -> Path:
-    """Write the four artifact files; ``summary`` must hold the source-val ``threshold``."""
+def save_artifact(out_dir: str | Path, weights: dict, config: dict, table: EventTable, summary: dict,
+                  source_events: Optional[set[str]] = None) -> Path:
+    """Write the four artifact files; ``summary`` must hold the source-val ``threshold``.
+
+    ``source_events`` marks the source systems' events (``is_source``), so serving can measure a
+    sequence's bottleneck against the source events, as the router does.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(weights, out / "model.pt")
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
-    pq.write_table(pa.table({
+    columns = {
         "event_id": pa.array(table.event_ids, pa.string()),
         "template": pa.array(table.templates, pa.string()),
         "vector": pa.array(list(table.vectors), pa.list_(pa.float32())),
-    }), out / "events.parquet")
+    }
+    if source_events is not None:
+        columns["is_source"] = pa.array([e in source_events for e in table.event_ids], pa.bool_())
+    pq.write_table(pa.table(columns), out / "events.parquet")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=float))
     return out
 

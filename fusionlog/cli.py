@@ -39,12 +39,14 @@ def format_manifest(manifest: dict) -> str:
 
 def _train_small(cfg, args) -> int:
     from fusionlog.dataset import load_train_data
+    from fusionlog.pipeline import export_parsing_state
     from fusionlog.prepare import ensure_ray
     from fusionlog.train import fit_small
 
     data = load_train_data(cfg.data.output_dir, cfg.data.sources, cfg.data.target, cfg.train.val_fraction, cfg.run.seed)
     ensure_ray(cfg)
     fit = fit_small(cfg, data, artifact_dir=args.artifact)
+    export_parsing_state(cfg, fit.artifact_dir)
     print(f"run {fit.name}: best epoch {fit.best_epoch}, source-val {json.dumps(fit.best_metrics)}")
     print(f"artifact: {fit.artifact_dir}")
     return 0

@@ -74,6 +74,10 @@ class VectorStore(ABC):
     @abstractmethod
     def count(self) -> int: ...
 
+    @abstractmethod
+    def export(self) -> tuple[list[Record], np.ndarray]:
+        """Every record with its vector: the knowledge base travels with the fused artifact."""
+
     def close(self) -> None:
         """Release files and connections."""
 
@@ -105,6 +109,9 @@ class MemoryStore(VectorStore):
 
     def count(self) -> int:
         return len(self.records)
+
+    def export(self) -> tuple[list[Record], np.ndarray]:
+        return list(self.records), self.vectors
 
 
 class MilvusStore(VectorStore):
@@ -148,6 +155,13 @@ class MilvusStore(VectorStore):
     def count(self) -> int:
         return int(self.client.get_collection_stats(self.collection)["row_count"])
 
+    def export(self) -> tuple[list[Record], np.ndarray]:
+        rows = self.client.query(self.collection, filter="id >= 0", limit=max(1, self.count()),
+                                 output_fields=["seq_id", "content", "label", "confidence", "vector"])
+        records = [Record(r["seq_id"], r["content"], int(r["label"]), float(r["confidence"])) for r in rows]
+        vectors = np.asarray([r["vector"] for r in rows], dtype=np.float32).reshape(len(rows), self.dim)
+        return records, vectors
+
     def close(self) -> None:
         self.client.close()
 
@@ -163,3 +177,17 @@ def make_store(cfg: RetrievalConfig, dim: int, output_dir: str) -> VectorStore:
         return MemoryStore()
     uri = cfg.milvus_uri or str(Path(output_dir) / "kb.db")
     return MilvusStore(uri, cfg.collection, dim, cfg.milvus_token)
+
+
+def write_knowledge_base(path: Path, store: VectorStore) -> int:
+    """Export the store as Parquet (seq_id, content, label, confidence, vector) for read-only use by serving."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    records, vectors = store.export()
+    table = pa.table({"seq_id": [r.seq_id for r in records], "content": [r.content for r in records],
+                      "label": pa.array([r.label for r in records], pa.int8()),
+                      "confidence": [r.confidence for r in records],
+                      "vector": pa.array([v.tolist() for v in vectors], pa.list_(pa.float32()))})
+    pq.write_table(table.replace_schema_metadata({"fusionlog.vector": "mean_event"}), path)
+    return len(records)

@@ -2,6 +2,6 @@
 # One command: install, then run the main job end to end on the bundled sample data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh test,minilm
+bash scripts/install.sh
 . .venv/bin/activate
-fusionlog prepare --config configs/demo.yaml "$@"
+fusionlog train --config configs/demo.yaml "$@"

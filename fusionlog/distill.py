@@ -1,0 +1,205 @@
+"""Multi-round collaborative distillation between the LLM and the small model (FusionLog §III-D,
+Algorithm 1 lines 18-39).
+
+Round r: the LLM labels every sequence left in the proprietary pool (few-shot examples retrieved
+from the knowledge base K(r)); the small model labels it too; a sequence is *clean* when both agree
+and the small model's confidence is at least epsilon(r).  The clean set fine-tunes the small model
+and joins K(r+1); the rest stays noisy.  After the last round the noisy leftovers take the LLM's
+label and fine-tune the model once more.  Target labels never enter any decision here: the
+optional ``audit_labels`` only fill the per-round log (clean-label precision) for evaluation.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from fusionlog.config import DistillConfig, RetrievalConfig
+from fusionlog.dataset import pad_batch
+from fusionlog.llm import Example, LabelRequest, LLMBackend
+from fusionlog.meta import classification_loss, predict_proba
+from fusionlog.model import SmallModel
+from fusionlog.retrieval import Record, VectorStore, sequence_content, sequence_vectors
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- pure parts
+
+
+def epsilon_schedule(cfg: DistillConfig) -> list[float]:
+    """epsilon(r) = epsilon0 - r * step (paper: 0.9, 0.85, ...), or epsilon0 every round (static ablation)."""
+    step = 0.0 if cfg.static_threshold else cfg.epsilon_step
+    return [round(max(0.0, cfg.epsilon0 - r * step), 6) for r in range(cfg.rounds)]
+
+
+def sm_labels(probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Small-model label and its confidence p(y_SM): p for "anomalous", 1 - p for "normal"."""
+    labels = (probs >= threshold).astype(np.int8)
+    return labels, np.where(labels == 1, probs, 1.0 - probs)
+
+
+def select_clean(llm: np.ndarray, sm: np.ndarray, confidence: np.ndarray, epsilon: float,
+                 dual_verification: bool = True) -> np.ndarray:
+    """Clean = LLM and small model agree and confidence >= epsilon (line 28); an unparsed LLM answer (-1)
+    is never clean.  Without dual verification the LLM's answer alone decides (ablation)."""
+    answered = llm >= 0
+    if not dual_verification:
+        return answered
+    return answered & (llm == sm) & (confidence >= epsilon)
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+
+def finetune(model: SmallModel, sequences: Sequence[np.ndarray], labels: np.ndarray, cfg: DistillConfig,
+             max_len: int, seed: int) -> float:
+    """FineTune(theta, D): BCE on pseudo-labelled target sequences, f_e and f_omega together; mean last-epoch loss."""
+    if not len(sequences):
+        return float("nan")
+    gen = np.random.default_rng(seed)
+    params = [*model.extractor.parameters(), *model.anomaly_head.parameters()]
+    opt = torch.optim.Adam(params, lr=cfg.finetune_lr)
+    y_all = np.asarray(labels, dtype=np.float32)
+    model.train()
+    losses: list[float] = []
+    for _ in range(cfg.finetune_epochs):
+        losses = []
+        order = gen.permutation(len(sequences))
+        for start in range(0, len(order), cfg.finetune_batch_size):
+            rows = order[start:start + cfg.finetune_batch_size]
+            idx, lengths, _ = pad_batch([sequences[i] for i in rows], model.pad_index, max_len)
+            logits, _ = model(torch.from_numpy(idx), torch.from_numpy(lengths))
+            loss = classification_loss(logits, torch.from_numpy(y_all[rows]), 1.0)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+    model.eval()
+    return float(np.mean(losses))
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class DistillInputs:
+    """The target side, indexed into the small model's event table (rows of ``event_vectors``)."""
+
+    model: SmallModel
+    threshold: float  # the small model's decision threshold, chosen on source-val
+    event_vectors: np.ndarray
+    templates: list[str]  # template text per event-table row
+    sequences: list[np.ndarray]
+    seq_ids: list[str]
+    general: np.ndarray  # bool per sequence, from routing
+    system: str  # target system name, for the prompt
+    max_len: int = 512
+
+
+@dataclass
+class RoundLog:
+    round: int
+    epsilon: float
+    pool: int
+    clean: int
+    noisy: int
+    llm_unparsed: int
+    llm_anomalous: int
+    kb_size: int
+    finetune_loss: float
+    clean_precision: Optional[float] = None  # evaluation only: share of clean pseudo-labels that are right
+
+
+@dataclass
+class DistillResult:
+    rounds: list[RoundLog] = field(default_factory=list)
+    pseudo_labels: dict[str, int] = field(default_factory=dict)  # seq_id -> label the model was tuned on
+    kb_initial: int = 0
+    kb_final: int = 0
+    pool_initial: int = 0
+    pool_capped: int = 0  # proprietary sequences left out of the LLM pool by distill.max_pool
+    leftovers: int = 0
+    leftover_unparsed: int = 0
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        d = asdict(self)
+        d["pseudo_labels"] = len(self.pseudo_labels)
+        return d
+
+
+def _requests(rows: np.ndarray, inp: DistillInputs, store: VectorStore, vecs: np.ndarray, k: int,
+              use_rag: bool) -> list[LabelRequest]:
+    hits = store.search(vecs[rows], k) if use_rag and store.count() else [[] for _ in rows]
+    out = []
+    for i, found in zip(rows, hits):
+        examples = [Example(templates=r.content.split("\n"), label=r.label, confidence=r.confidence) for r in found]
+        out.append(LabelRequest(inp.seq_ids[i], inp.system, [inp.templates[e] for e in inp.sequences[i]], examples))
+    return out
+
+
+def _records(rows: np.ndarray, labels: np.ndarray, confidence: np.ndarray, inp: DistillInputs,
+             max_events: int) -> list[Record]:
+    return [Record(inp.seq_ids[i], sequence_content([inp.templates[e] for e in inp.sequences[i]], max_events),
+                   int(y), float(c)) for i, y, c in zip(rows, labels, confidence)]
+
+
+def distill(inp: DistillInputs, llm: LLMBackend, store: VectorStore, cfg: DistillConfig, rcfg: RetrievalConfig,
+            seed: int = 0, audit_labels: Optional[np.ndarray] = None,
+            on_round: Callable[[RoundLog], None] = lambda r: None) -> DistillResult:
+    """Algorithm 1, lines 19-38, on ``inp.model`` in place."""
+    res = DistillResult()
+    vecs = sequence_vectors(inp.sequences, inp.event_vectors)
+    probs, _ = predict_proba(inp.model, inp.sequences, cfg.finetune_batch_size, inp.max_len)
+    labels, conf = sm_labels(probs, inp.threshold)
+    general = np.flatnonzero(inp.general)
+    store.add(_records(general, labels[general], conf[general], inp, rcfg.max_content_events), vecs[general])  # K(0)
+    res.kb_initial = store.count()
+    pool = np.flatnonzero(~inp.general)
+    res.pool_initial = len(pool)
+    if cfg.max_pool and len(pool) > cfg.max_pool:
+        keep = np.sort(np.random.default_rng(seed).choice(pool, cfg.max_pool, replace=False))
+        res.pool_capped = len(pool) - len(keep)
+        log.warning("distill.max_pool=%d: %d of %d proprietary sequences go to the LLM; the other %d keep the "
+                    "small model's prediction", cfg.max_pool, len(keep), len(pool), res.pool_capped)
+        pool = keep
+    last_llm = np.full(len(inp.sequences), -1, dtype=np.int8)
+    for r, eps in enumerate(epsilon_schedule(cfg)):
+        if not len(pool):
+            log.info("round %d: the noisy pool is empty; stopping early", r)
+            break
+        answers = llm.label(_requests(pool, inp, store, vecs, rcfg.top_k, cfg.use_rag))
+        llm_labels = np.array([a.label for a in answers], dtype=np.int8)
+        last_llm[pool] = llm_labels
+        probs, _ = predict_proba(inp.model, [inp.sequences[i] for i in pool], cfg.finetune_batch_size, inp.max_len)
+        sm, sm_conf = sm_labels(probs, inp.threshold)
+        clean_mask = select_clean(llm_labels, sm, sm_conf, eps, cfg.dual_verification)
+        clean = pool[clean_mask]
+        loss = finetune(inp.model, [inp.sequences[i] for i in clean], llm_labels[clean_mask], cfg, inp.max_len, seed + r)
+        store.add(_records(clean, llm_labels[clean_mask], sm_conf[clean_mask], inp, rcfg.max_content_events), vecs[clean])
+        for i, y in zip(clean, llm_labels[clean_mask]):
+            res.pseudo_labels[inp.seq_ids[i]] = int(y)
+        precision = None
+        if audit_labels is not None and len(clean):
+            precision = float(np.mean(audit_labels[clean] == llm_labels[clean_mask]))
+        entry = RoundLog(r, eps, len(pool), len(clean), len(pool) - len(clean), int((llm_labels < 0).sum()),
+                         int((llm_labels == 1).sum()), store.count(), loss, precision)
+        res.rounds.append(entry)
+        on_round(entry)
+        log.info("round %d: epsilon=%.2f pool=%d clean=%d noisy=%d kb=%d", r, eps, entry.pool, entry.clean,
+                 entry.noisy, entry.kb_size)
+        pool = pool[~clean_mask]
+    res.leftovers = len(pool)
+    if len(pool) and cfg.leftovers == "llm":
+        answered = pool[last_llm[pool] >= 0]
+        res.leftover_unparsed = len(pool) - len(answered)
+        finetune(inp.model, [inp.sequences[i] for i in answered], last_llm[answered], cfg, inp.max_len, seed + cfg.rounds)
+        for i in answered:
+            res.pseudo_labels[inp.seq_ids[i]] = int(last_llm[i])
+    res.kb_final = store.count()
+    return res

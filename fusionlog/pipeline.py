@@ -1,0 +1,129 @@
+"""FusionLog end to end (Algorithm 1): prepare -> route -> small model -> distill -> fused artifact.
+
+Reads top to bottom like a recipe. The target system is loaded without its labels; the only
+place target labels are read is ``fusionlog.artifact.evaluate_artifact`` (the evaluator).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fusionlog.artifact import load_artifact, save_artifact
+from fusionlog.config import FusionLogConfig, FusionLogError, to_dict
+from fusionlog.dataset import build_train_data, load_system
+from fusionlog.distill import DistillInputs, distill
+from fusionlog.prepare import ensure_ray, prepare
+from fusionlog.retrieval import make_store, write_knowledge_base
+from fusionlog.routing import route
+from fusionlog.teachers import make_teacher
+
+log = logging.getLogger(__name__)
+
+ROUTING_FILE = "routing.parquet"
+DRAIN_STATE = "drain3_state.bin"
+KNOWLEDGE_BASE = "knowledge_base.parquet"
+
+
+def route_target(cfg: FusionLogConfig):
+    """Phase I: load sources (labelled) and target (labels never read) and split the target."""
+    prepared = cfg.data.output_dir
+    sources = [load_system(prepared, name, read_labels=True) for name in cfg.data.sources]
+    target = load_system(prepared, cfg.data.target, read_labels=False)
+    dims = {s.name: s.dim for s in [*sources, target]}
+    if len(set(dims.values())) != 1:
+        raise FusionLogError(f"embedding dimensions differ between systems: {dims}; prepare them together")
+    routing = route(target.sequences, target.vectors, np.vstack([s.vectors for s in sources]), cfg.routing)
+    log.info("routing: %s", routing.summary())
+    return sources, target, routing
+
+
+def write_routing(out: Path, target, routing) -> None:
+    """Per target sequence: s_k, general or not, and its bottleneck event (for results and serving)."""
+    pq.write_table(pa.table({
+        "seq_id": target.seq_ids, "score": routing.scores, "general": routing.general,
+        "bottleneck_event": [target.event_ids[i] if i >= 0 else "" for i in routing.bottleneck],
+    }), out / ROUTING_FILE)
+
+
+def calibrate_teacher(teacher, cfg: FusionLogConfig, art, data) -> dict:
+    """Set the LLM's p(anomalous) threshold on labelled SOURCE-val sequences (never target labels)."""
+    from fusionlog.llm import LabelRequest, calibrate_threshold
+
+    n = min(cfg.llm.calibration_samples, len(data.source_val))
+    if not n or cfg.llm.backend != "llama_cpp" or cfg.llm.mode != "loglik":
+        return {"calibrated": False}
+    rng = np.random.default_rng(cfg.run.seed)
+    labels = data.source_val_labels
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    n_pos = min(len(pos), max(1, n // 2))
+    rows = np.concatenate([rng.choice(pos, n_pos, replace=False), rng.choice(neg, min(len(neg), n - n_pos), replace=False)])
+    system = "+".join(cfg.data.sources)
+    reqs = [LabelRequest(f"cal-{i}", system, [art.table.templates[e] for e in data.source_val[i]], []) for i in rows]
+    answers = teacher.label(reqs)
+    p = np.array([a.p_anomalous for a in answers], dtype=np.float64)
+    ok = np.isfinite(p)
+    teacher.threshold = calibrate_threshold(p[ok], labels[rows][ok])
+    return {"calibrated": True, "samples": int(ok.sum()), "threshold": teacher.threshold}
+
+
+def export_parsing_state(cfg: FusionLogConfig, artifact_dir: Path) -> None:
+    """Copy the target's drain3 state into an artifact, so serving parses raw lines with the same templates."""
+    state = Path(cfg.data.output_dir) / cfg.data.target / DRAIN_STATE
+    if state.is_file():
+        shutil.copy(state, Path(artifact_dir) / DRAIN_STATE)
+    else:
+        log.warning("%s not found (pre-parsed sessions?): the artifact will score template sequences only", state)
+
+
+def train(cfg: FusionLogConfig, skip_prepare: bool = False) -> dict:
+    """Run FusionLog and write the fused artifact to ``<run.output_dir>/fused``; returns the summary."""
+    from fusionlog.train import fit_small
+
+    out = Path(cfg.run.output_dir)
+    if not skip_prepare:
+        prepare(cfg)
+    sources, target, routing = route_target(cfg)
+    general = np.flatnonzero(routing.general)
+    if not len(general):
+        raise FusionLogError("routing left no general target sequences for meta-learning; lower routing.tau")
+    data = build_train_data(sources, target, cfg.train.val_fraction, cfg.run.seed, target_rows=general)
+    ensure_ray(cfg)
+    fit = fit_small(cfg, data, artifact_dir=out / "small")
+    art = load_artifact(fit.artifact_dir)
+    summary = {"small_model": str(fit.artifact_dir), "routing": routing.summary(), "distill": None}
+
+    fused = out / "fused"
+    fused.mkdir(parents=True, exist_ok=True)
+    if cfg.distill.enabled and routing.proprietary.any():
+        sequences, summary["unknown_events_dropped"] = art.reindex(target)
+        teacher = make_teacher(cfg.llm)
+        store = make_store(cfg.retrieval, art.table.vectors.shape[1], str(out))
+        try:
+            summary["teacher"] = {"backend": cfg.llm.backend, "mode": cfg.llm.mode,
+                                  **calibrate_teacher(teacher, cfg, art, data)}
+            inputs = DistillInputs(art.model, art.threshold, art.table.vectors, art.table.templates, sequences,
+                                   target.seq_ids, routing.general, target.name, cfg.model.max_len)
+            result = distill(inputs, teacher, store, cfg.distill, cfg.retrieval, seed=cfg.run.seed)
+            summary["distill"] = result.to_dict()
+            summary["teacher"]["stats"] = dict(getattr(teacher, "stats", {}))
+            write_knowledge_base(fused / KNOWLEDGE_BASE, store)
+        finally:
+            store.close()
+            teacher.close()
+    elif cfg.distill.enabled:
+        log.info("no proprietary target sequences: nothing to distill")
+
+    source_events = {e for s in sources for e in s.event_ids}
+    save_artifact(fused, art.model.state_dict(), to_dict(cfg), art.table,
+                  {**art.summary, "fusion": summary, "method": "fusionlog"}, source_events=source_events)
+    write_routing(fused, target, routing)
+    export_parsing_state(cfg, fused)
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    log.info("fused artifact in %s", fused)
+    return {**summary, "artifact": str(fused)}

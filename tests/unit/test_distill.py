@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+import torch
+
+from fusionlog.config import DistillConfig, ModelConfig, RetrievalConfig
+from fusionlog.distill import DistillInputs, distill, epsilon_schedule, select_clean, sm_labels
+from fusionlog.llm import LabelRequest
+from fusionlog.model import SmallModel
+from fusionlog.retrieval import MemoryStore
+from fusionlog.teachers import KeywordTeacher
+
+from tests.unit._synthetic import make_system
+
+
+def test_epsilon_schedule_paper_and_static():
+    assert epsilon_schedule(DistillConfig()) == [0.9, 0.85, 0.8, 0.75, 0.7]
+    assert epsilon_schedule(DistillConfig(static_threshold=True, rounds=3)) == [0.9, 0.9, 0.9]
+    assert epsilon_schedule(DistillConfig(epsilon0=0.1, epsilon_step=0.1, rounds=3)) == [0.1, 0.0, 0.0]
+
+
+def test_sm_confidence_is_probability_of_its_own_label():
+    labels, conf = sm_labels(np.array([0.95, 0.2, 0.5]), 0.5)
+    assert labels.tolist() == [1, 0, 1]
+    np.testing.assert_allclose(conf, [0.95, 0.8, 0.5])
+
+
+def test_clean_needs_agreement_confidence_and_an_answer():
+    llm = np.array([1, 0, 1, -1, 0])
+    sm = np.array([1, 0, 0, 1, 0])
+    conf = np.array([0.95, 0.7, 0.99, 0.99, 0.95])
+    assert select_clean(llm, sm, conf, 0.9).tolist() == [True, False, False, False, True]
+    assert select_clean(llm, sm, conf, 0.9, dual_verification=False).tolist() == [True, True, True, False, True]
+
+
+def test_keyword_teacher():
+    t = KeywordTeacher()
+    out = t.label([LabelRequest("a", "BGL", ["ciod: Error reading message", "ok"], []),
+                   LabelRequest("b", "BGL", ["generating core.<*>", "instruction cache parity corrected"], [])])
+    assert [(r.label, r.raw) for r in out] == [(1, "Error"), (0, "none")]
+
+
+def _inputs(seed=0):
+    torch.manual_seed(seed)
+    system = make_system("T", n_seq=60, seed=seed)
+    system.templates[-2] = "T fatal error <*>"  # the anomalous events carry a failure word
+    system.templates[-1] = "T kernel panic <*>"
+    model = SmallModel(ModelConfig(hidden=16, attention_dim=8, head_hidden=8), system.vectors)
+    general = np.zeros(len(system), dtype=bool)
+    general[::2] = True
+    return system, DistillInputs(model, 0.5, system.vectors, system.templates, system.sequences, system.seq_ids,
+                                 general, "T", max_len=64)
+
+
+def test_loop_pools_shrink_kb_grows_and_leftovers_take_the_teacher_label():
+    system, inp = _inputs()
+    cfg = DistillConfig(epsilon0=0.5, epsilon_step=0.05, rounds=3, finetune_epochs=1, dual_verification=False)
+    store = MemoryStore()
+    res = distill(inp, KeywordTeacher(), store, cfg, RetrievalConfig(backend="memory"), seed=0,
+                  audit_labels=system.labels)
+    assert res.kb_initial == 30 and res.pool_initial == 30
+    assert res.rounds[0].clean == 30 and res.rounds[0].noisy == 0 and len(res.rounds) == 1  # then the pool is empty
+    assert res.kb_final == 60 == store.count()
+    assert res.rounds[0].clean_precision == 1.0  # evaluation only
+    assert len(res.pseudo_labels) == 30
+
+
+def test_loop_with_dual_verification_and_no_decision_from_audit_labels():
+    cfg = DistillConfig(rounds=2, finetune_epochs=1, epsilon0=0.5)
+    runs = []
+    for audit in (None, "labels"):
+        system, inp = _inputs(seed=1)
+        res = distill(inp, KeywordTeacher(), MemoryStore(), cfg, RetrievalConfig(backend="memory"), seed=0,
+                      audit_labels=system.labels if audit else None)
+        runs.append((res, [p.detach().clone() for p in inp.model.parameters()]))
+    (a, wa), (b, wb) = runs
+    assert [(r.pool, r.clean) for r in a.rounds] == [(r.pool, r.clean) for r in b.rounds]
+    assert a.pseudo_labels == b.pseudo_labels
+    assert all(torch.equal(x, y) for x, y in zip(wa, wb))
+    pools = [r.pool for r in a.rounds]
+    assert pools == sorted(pools, reverse=True) and a.leftovers == a.rounds[-1].noisy
+
+
+def test_max_pool_caps_and_reports():
+    system, inp = _inputs()
+    res = distill(inp, KeywordTeacher(), MemoryStore(), DistillConfig(rounds=1, max_pool=10, finetune_epochs=1),
+                  RetrievalConfig(backend="memory"))
+    assert res.pool_initial == 30 and res.pool_capped == 20 and res.rounds[0].pool == 10
