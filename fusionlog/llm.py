@@ -19,6 +19,7 @@ counted in ``backend.stats``; one failed request never fails the batch.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -92,6 +93,14 @@ class LLMBackend(ABC):
 
     def close(self) -> None:
         """Release the model or connections; the default has nothing to release."""
+
+    @property
+    def calibratable(self) -> bool:
+        """True when labels come from thresholding p_anomalous, so the threshold can be set on source labels."""
+        return False
+
+    def set_threshold(self, threshold: float) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no p_anomalous threshold to calibrate")
 
     def _count(self, results: list[LabelResult]) -> None:
         self.stats["requests"] += len(results)
@@ -267,6 +276,13 @@ class LlamaCppBackend(LLMBackend):
                 results.append(LabelResult(req.seq_id, -1, math.nan, "", error=f"{type(e).__name__}: {e}"))
         self._count(results)
         return results
+
+    @property
+    def calibratable(self) -> bool:
+        return self.cfg.mode == "loglik"
+
+    def set_threshold(self, threshold: float) -> None:
+        self.cfg = dataclasses.replace(self.cfg, threshold=float(threshold))
 
     def _prompt_text(self, req: LabelRequest) -> str:
         return self.formatter(messages=build_messages(req, self.cfg)).prompt

@@ -56,7 +56,7 @@ def calibrate_teacher(teacher, cfg: FusionLogConfig, art, data) -> dict:
     from fusionlog.llm import LabelRequest, calibrate_threshold
 
     n = min(cfg.llm.calibration_samples, len(data.source_val))
-    if not n or cfg.llm.backend != "llama_cpp" or cfg.llm.mode != "loglik":
+    if not n or not teacher.calibratable:
         return {"calibrated": False}
     rng = np.random.default_rng(cfg.run.seed)
     labels = data.source_val_labels
@@ -68,8 +68,13 @@ def calibrate_teacher(teacher, cfg: FusionLogConfig, art, data) -> dict:
     answers = teacher.label(reqs)
     p = np.array([a.p_anomalous for a in answers], dtype=np.float64)
     ok = np.isfinite(p)
-    teacher.threshold = calibrate_threshold(p[ok], labels[rows][ok])
-    return {"calibrated": True, "samples": int(ok.sum()), "threshold": teacher.threshold}
+    threshold = calibrate_threshold(p[ok], labels[rows][ok])
+    teacher.set_threshold(threshold)
+    y = labels[rows][ok]
+    pred = p[ok] >= threshold
+    tp = int((pred & (y == 1)).sum())
+    return {"calibrated": True, "samples": int(ok.sum()), "threshold": threshold,
+            "source_precision": tp / max(1, int(pred.sum())), "source_recall": tp / max(1, int((y == 1).sum()))}
 
 
 def export_parsing_state(cfg: FusionLogConfig, artifact_dir: Path) -> None:
@@ -102,7 +107,7 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False) -> dict:
     fused.mkdir(parents=True, exist_ok=True)
     if cfg.distill.enabled and routing.proprietary.any():
         sequences, summary["unknown_events_dropped"] = art.reindex(target)
-        teacher = make_teacher(cfg.llm)
+        teacher = make_teacher(cfg.llm, cfg.embedding.minilm_path)
         store = make_store(cfg.retrieval, art.table.vectors.shape[1], str(out))
         try:
             summary["teacher"] = {"backend": cfg.llm.backend, "mode": cfg.llm.mode,

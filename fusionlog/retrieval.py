@@ -125,6 +125,9 @@ class MilvusStore(VectorStore):
         self.uri, self.collection, self.dim = uri, collection, dim
         if "://" not in uri:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
+            # Milvus Lite's in-process gRPC server lacks AllocTimestamp; pymilvus falls back on its own,
+            # but grpc logs a traceback for every call that would alarm users for nothing.
+            logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
         try:
             self.client = MilvusClient(uri=uri, token=token) if token else MilvusClient(uri)
         except Exception as exc:  # pymilvus raises a broad family (lock held, corrupt file, refused)

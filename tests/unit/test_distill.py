@@ -32,13 +32,6 @@ def test_clean_needs_agreement_confidence_and_an_answer():
     assert select_clean(llm, sm, conf, 0.9, dual_verification=False).tolist() == [True, True, True, False, True]
 
 
-def test_keyword_teacher():
-    t = KeywordTeacher()
-    out = t.label([LabelRequest("a", "BGL", ["ciod: Error reading message", "ok"], []),
-                   LabelRequest("b", "BGL", ["generating core.<*>", "instruction cache parity corrected"], [])])
-    assert [(r.label, r.raw) for r in out] == [(1, "Error"), (0, "none")]
-
-
 def _inputs(seed=0):
     torch.manual_seed(seed)
     system = make_system("T", n_seq=60, seed=seed)

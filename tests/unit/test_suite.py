@@ -1,0 +1,99 @@
+"""The evaluation suite's aggregation and formatting, on hand-made rows (no training, no Ray)."""
+import math
+
+import pytest
+
+from fusionlog.config import FusionLogError
+from fusionlog.suite import (aggregate, aggregate_subsets, fmt_ms, format_sizes, load_suite, mean_sd, render_paper,
+                             render_routing, render_subsets, render_table)
+
+
+def _row(pair, method, seed, f1, **kw):
+    return {"pair": pair, "method": method, "seed": seed, "teacher": kw.pop("teacher", "-"), "precision": f1,
+            "recall": f1, "f1": f1, "auroc": kw.pop("auroc", 0.5), "zero_label": kw.pop("zero_label", True),
+            "sizes": {"source_train_sequences": 100, "source_train_anomalous": 3, "target_sequences": 50,
+                      "target_anomalous": 5}, **kw}
+
+
+def test_mean_sd_sample_sd_and_single_value():
+    m, sd, n = mean_sd([0.5, 0.7])
+    assert (m, n) == (pytest.approx(0.6), 2)
+    assert sd == pytest.approx(math.sqrt(0.02))  # ddof=1
+    assert mean_sd([0.4]) == (0.4, 0.0, 1)
+    m, sd, n = mean_sd([float("nan"), 0.2])
+    assert (m, n) == (0.2, 1)
+    assert n == 1 and mean_sd([])[2] == 0
+
+
+def test_fmt_ms():
+    assert fmt_ms(0.61234, 0.0345, 3) == "0.612 ± 0.035"
+    assert fmt_ms(0.5, 0.0, 1) == "0.500"
+    assert fmt_ms(float("nan"), float("nan"), 0) == "n/a"
+    assert fmt_ms(93.091, 1.2, 2, 2) == "93.09 ± 1.20"
+
+
+def test_aggregate_groups_by_pair_method_teacher_and_keeps_failures_out():
+    rows = [_row("A->B", "meta", 0, 0.4), _row("A->B", "meta", 1, 0.6), _row("A->B", "source_only", 0, 0.1),
+            {"pair": "A->B", "method": "meta", "seed": 2, "teacher": "-", "error": "RuntimeError: boom"},
+            _row("A->B", "fusionlog", 0, 0.9, teacher="keyword"), _row("A->B", "fusionlog_llm", 0, 0.2,
+                                                                        teacher="llama_cpp")]
+    aggs = aggregate(rows)
+    assert [a["method"] for a in aggs] == ["source_only", "meta", "fusionlog", "fusionlog_llm"]
+    meta = aggs[1]
+    assert meta["f1"][0] == pytest.approx(0.5) and meta["f1"][2] == 2
+    assert meta["seeds"] == [0, 1] and meta["failed"] == ["seed 2: RuntimeError: boom"]
+
+
+def test_render_table_marks_not_zero_label_sizes_and_failures():
+    rows = [_row("A->B", "meta", 0, 0.4), _row("A->B", "meta", 1, 0.6),
+            {"pair": "A->B", "method": "meta", "seed": 2, "teacher": "-", "error": "x"},
+            _row("B (in-domain)", "in_domain", 0, 0.95, zero_label=False)]
+    text = render_table(aggregate(rows))
+    lines = text.splitlines()
+    assert lines[0].startswith("| pair | method |") and len(lines) == 4
+    assert "0.500 ± 0.141" in lines[2] and "0,1 (1 failed)" in lines[2]
+    assert "src train 100/3" in lines[2] and "tgt 50/5" in lines[2]
+    assert "**NO**" in lines[3] and "NOT zero-label" in lines[3]
+
+
+def test_format_sizes_order_and_missing_anomalous():
+    assert format_sizes({"target_sequences": 10, "source_train_sequences": 5, "source_train_anomalous": 1}) == \
+        "src train 5/1, tgt 10"
+
+
+def test_render_paper_gap_and_notes():
+    rows = [_row("HDFS->BGL", "fusionlog", 0, 0.80, teacher="keyword"),
+            _row("HDFS->BGL", "fusionlog", 1, 0.90, teacher="keyword"), _row("HDFS->BGL", "keyword", 0, 0.59)]
+    table, notes = render_paper(aggregate(rows))
+    line = next(li for li in table.splitlines() if li.startswith("| HDFS->BGL"))
+    assert "94.65" in line and "85.00 ± 7.07" in line and "+9.65" in line
+    assert "n/a" in next(li for li in table.splitlines() if li.startswith("| BGL->HDFS"))
+    assert len(notes) == 1 and "short by 9.65" in notes[0] and "keyword rule 59.00" in notes[0]
+
+
+def test_subsets_and_routing_render():
+    subs = [{"pair": "A->B", "teacher": "keyword", "seed": s, "subset": "proprietary", "sequences": 40,
+             "anomalous": 4, "small_f1": 0.2 + s / 10, "fused_f1": 0.5} for s in (0, 1)]
+    out = render_subsets(aggregate_subsets(subs))
+    assert "0.250 ± 0.071" in out and "0.500 ± 0.000" in out
+    routes = [{"pair": "A->B", "teacher": "keyword", "seed": 0, "rule": "tiebreak", "max_pool": 8,
+               "routing": {"tau": 0.5, "general": 60, "proprietary": 40, "distinct_scores": 7},
+               "distill": {"pool_initial": 40, "pool_capped": 32, "leftovers": 1,
+                           "rounds": [{"pool": 8, "clean": 6}, {"pool": 2, "clean": 1}]}}]
+    line = render_routing(routes).splitlines()[2]
+    assert "| 60 | 40 | 7 | 8 of 40 (cap 8) | 8->6; 2->1 | 1 |" in line
+
+
+def test_load_suite_checks(tmp_path):
+    (tmp_path / "base.yaml").write_text("run: {seed: 0}\n")
+    good = tmp_path / "s.yaml"
+    good.write_text("base_config: base.yaml\nseeds: [0]\npairs: [{sources: [A], target: B}]\n")
+    cfg = load_suite(good)
+    assert cfg.base_config == str(tmp_path / "base.yaml") and cfg.seeds == [0]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base_config: base.yaml\nseeds: [0]\npairs: [{sources: [A], target: B}]\nmethods: [magic]\n")
+    with pytest.raises(FusionLogError, match="unknown methods"):
+        load_suite(bad)
+    bad.write_text("base_config: base.yaml\nseedz: [0]\n")
+    with pytest.raises(FusionLogError, match="unknown suite keys"):
+        load_suite(bad)
