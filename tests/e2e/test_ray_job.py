@@ -1,6 +1,7 @@
 """``ray job submit --working-dir .`` against a real ``ray start --head`` cluster, for the prepare job.
 
-Slow (about a minute on 2 cores: cluster start, working-dir upload, job, ray stop): ``pytest -m slow``.
+Slow (about 75 s on 2 loaded cores: cluster start, working-dir upload, job, stopping this head only):
+``pytest -m slow``. Never `ray stop`: it would stop every Ray cluster of the user on this shared machine.
 """
 import contextlib
 import json

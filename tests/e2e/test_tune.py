@@ -16,6 +16,7 @@ from _synthetic import make_system, write_prepared  # noqa: E402
 from fusionlog.cli import file_overrides  # noqa: E402
 from fusionlog.config import FusionLogConfig, MetaConfig, ModelConfig, TuneConfig, load_config  # noqa: E402
 from fusionlog.tune import tune_small, write_best  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +48,7 @@ def test_tune_small_writes_a_best_config_train_small_accepts(ray_local, tmp_path
 
     best = write_best(result, tmp_path / "best.yaml")
     assert yaml.safe_load(best.read_text()) == result.best
-    tuned = load_config(None, file_overrides([str(best)]))
+    tuned = load_config(ROOT / "configs" / "demo.yaml", file_overrides([str(best)]))
     assert tuned.meta.meta_lr == result.best["meta"]["meta_lr"] and tuned.model.hidden == result.best["model"]["hidden"]
 
     # the same command restores the finished experiment instead of running it again
