@@ -111,5 +111,5 @@ def evaluate_artifact(path: str | Path, prepared_dir: str | Path, target: Option
     sizes = {**{f"train_{k}": v for k, v in art.summary["data_counts"].items()}, "target_sequences": len(system),
              "unknown_events_dropped": unknown, "truncated": truncated}
     pair = f"{'+'.join(art.summary['sources'])}->{target}"
-    method = art.config["meta"]["method"]
+    method = art.summary.get("method") or art.config["meta"]["method"]
     return results_row(pair, method, system.labels, probs, art.threshold, sizes)

@@ -194,6 +194,7 @@ class DistillConfig:
     dual_verification: bool = True  # false = the ablation: LLM labels alone decide clean samples
     use_rag: bool = True  # false = the "no RAG" ablation: prompts carry no retrieved examples
     finetune_epochs: int = 3  # ours: passes over a round's clean set
+    finetune_min_steps: int = 50  # ours: a clean set of a few dozen sequences is one batch; epochs alone would be ~3 steps
     finetune_lr: float = 1e-3  # Adam lr fixed by the paper
     finetune_batch_size: int = 256  # the paper's batch size
     max_pool: int = 0  # ours: cap on proprietary sequences sent to the LLM (0 = all); the cap is printed

@@ -57,16 +57,21 @@ def select_clean(llm: np.ndarray, sm: np.ndarray, confidence: np.ndarray, epsilo
 
 def finetune(model: SmallModel, sequences: Sequence[np.ndarray], labels: np.ndarray, cfg: DistillConfig,
              max_len: int, seed: int) -> float:
-    """FineTune(theta, D): BCE on pseudo-labelled target sequences, f_e and f_omega together; mean last-epoch loss."""
+    """FineTune(theta, D): BCE on pseudo-labelled target sequences, f_e and f_omega together; mean last-epoch loss.
+
+    Runs ``finetune_epochs`` passes, or more if that is fewer than ``finetune_min_steps`` optimizer steps.
+    """
     if not len(sequences):
         return float("nan")
     gen = np.random.default_rng(seed)
     params = [*model.extractor.parameters(), *model.anomaly_head.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.finetune_lr)
     y_all = np.asarray(labels, dtype=np.float32)
+    batches = -(-len(sequences) // cfg.finetune_batch_size)
+    epochs = max(cfg.finetune_epochs, -(-cfg.finetune_min_steps // batches))
     model.train()
     losses: list[float] = []
-    for _ in range(cfg.finetune_epochs):
+    for _ in range(epochs):
         losses = []
         order = gen.permutation(len(sequences))
         for start in range(0, len(order), cfg.finetune_batch_size):

@@ -46,7 +46,7 @@ def _inputs(seed=0):
 
 def test_loop_pools_shrink_kb_grows_and_leftovers_take_the_teacher_label():
     system, inp = _inputs()
-    cfg = DistillConfig(epsilon0=0.5, epsilon_step=0.05, rounds=3, finetune_epochs=1, dual_verification=False)
+    cfg = DistillConfig(epsilon0=0.5, epsilon_step=0.05, rounds=3, finetune_epochs=1, finetune_min_steps=1, dual_verification=False)
     store = MemoryStore()
     res = distill(inp, KeywordTeacher(), store, cfg, RetrievalConfig(backend="memory"), seed=0,
                   audit_labels=system.labels)
@@ -58,7 +58,7 @@ def test_loop_pools_shrink_kb_grows_and_leftovers_take_the_teacher_label():
 
 
 def test_loop_with_dual_verification_and_no_decision_from_audit_labels():
-    cfg = DistillConfig(rounds=2, finetune_epochs=1, epsilon0=0.5)
+    cfg = DistillConfig(rounds=2, finetune_epochs=1, finetune_min_steps=2, epsilon0=0.5)
     runs = []
     for audit in (None, "labels"):
         system, inp = _inputs(seed=1)
