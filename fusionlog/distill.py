@@ -19,7 +19,7 @@ import torch
 
 from fusionlog.config import DistillConfig, RetrievalConfig
 from fusionlog.dataset import pad_batch
-from fusionlog.llm import Example, LabelRequest, LLMBackend
+from fusionlog.llm import Example, LabelRequest, LabelResult, LLMBackend
 from fusionlog.meta import classification_loss, predict_proba
 from fusionlog.model import SmallModel
 from fusionlog.retrieval import Record, VectorStore, sequence_content, sequence_vectors
@@ -148,6 +148,37 @@ def _requests(rows: np.ndarray, inp: DistillInputs, store: VectorStore, vecs: np
     return out
 
 
+def _ask(llm: LLMBackend, requests: list[LabelRequest], asked: dict[tuple, LabelResult]) -> list[LabelResult]:
+    """Label the requests, reusing a deterministic teacher's answer to an identical earlier request.
+
+    A round that adds nothing to the knowledge base retrieves the same examples again, so the
+    same prompt would be scored again; a sampling LLM (generate mode) is asked afresh instead.
+    """
+    def key(r: LabelRequest) -> tuple:
+        return (r.seq_id, tuple(r.templates), tuple((tuple(e.templates), e.label, round(e.confidence, 6))
+                                                    for e in r.examples))
+
+    reuse = llm.deterministic
+    todo = [r for r in requests if not reuse or key(r) not in asked]
+    answers = _label_with_progress(llm, todo)
+    if not reuse:
+        return answers
+    for r, a in zip(todo, answers):
+        asked[key(r)] = a
+    return [asked[key(r)] for r in requests]
+
+
+def _label_with_progress(llm: LLMBackend, requests: list[LabelRequest]) -> list[LabelResult]:
+    """The teacher's answers in about ten calls, logging progress (CPU LLMs take seconds a request)."""
+    chunk = max(16, -(-len(requests) // 10))
+    out: list[LabelResult] = []
+    for start in range(0, len(requests), chunk):
+        out.extend(llm.label(requests[start:start + chunk]))
+        if len(requests) > chunk:
+            log.info("teacher: %d/%d sequences labelled", len(out), len(requests))
+    return out
+
+
 def _records(rows: np.ndarray, labels: np.ndarray, confidence: np.ndarray, inp: DistillInputs,
              max_events: int) -> list[Record]:
     return [Record(inp.seq_ids[i], sequence_content([inp.templates[e] for e in inp.sequences[i]], max_events),
@@ -174,11 +205,12 @@ def distill(inp: DistillInputs, llm: LLMBackend, store: VectorStore, cfg: Distil
                     "small model's prediction", cfg.max_pool, len(keep), len(pool), res.pool_capped)
         pool = keep
     last_llm = np.full(len(inp.sequences), -1, dtype=np.int8)
+    asked: dict[tuple, LabelResult] = {}  # a deterministic teacher's answers, by request content
     for r, eps in enumerate(epsilon_schedule(cfg)):
         if not len(pool):
             log.info("round %d: the noisy pool is empty; stopping early", r)
             break
-        answers = llm.label(_requests(pool, inp, store, vecs, rcfg.top_k, cfg.use_rag))
+        answers = _ask(llm, _requests(pool, inp, store, vecs, rcfg.top_k, cfg.use_rag), asked)
         llm_labels = np.array([a.label for a in answers], dtype=np.int8)
         last_llm[pool] = llm_labels
         probs, _ = predict_proba(inp.model, [inp.sequences[i] for i in pool], cfg.finetune_batch_size, inp.max_len)

@@ -99,6 +99,11 @@ class LLMBackend(ABC):
         """True when labels come from thresholding p_anomalous, so the threshold can be set on source labels."""
         return False
 
+    @property
+    def deterministic(self) -> bool:
+        """True when the same request always gets the same answer, so callers may reuse answers."""
+        return False
+
     def set_threshold(self, threshold: float) -> None:
         raise NotImplementedError(f"{type(self).__name__} has no p_anomalous threshold to calibrate")
 
@@ -280,6 +285,10 @@ class LlamaCppBackend(LLMBackend):
     @property
     def calibratable(self) -> bool:
         return self.cfg.mode == "loglik"
+
+    @property
+    def deterministic(self) -> bool:
+        return self.cfg.mode == "loglik"  # log-likelihoods, no sampling
 
     def set_threshold(self, threshold: float) -> None:
         self.cfg = dataclasses.replace(self.cfg, threshold=float(threshold))

@@ -42,6 +42,8 @@ SEMANTIC_SCALE = 10.0  # ours: logistic slope on the cosine margin; only the ran
 class KeywordTeacher(LLMBackend):
     """Anomalous iff some template matches a failure keyword (whole words, case-insensitive)."""
 
+    deterministic = True
+
     def __init__(self, keywords: Sequence[str] = DEFAULT_KEYWORDS):
         super().__init__()
         self.pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in keywords) + r")\b", re.IGNORECASE)
@@ -65,6 +67,8 @@ class KeywordTeacher(LLMBackend):
 
 class SemanticTeacher(LLMBackend):
     """Zero-shot: p(anomalous) = sigmoid(scale * max over templates of (max cos to failures - max cos to healthy))."""
+
+    deterministic = True
 
     def __init__(self, minilm_path: str = "", threshold: float = 0.5):
         super().__init__()
@@ -127,6 +131,10 @@ class EnsembleTeacher(LLMBackend):
     @property
     def calibratable(self) -> bool:
         return True
+
+    @property
+    def deterministic(self) -> bool:
+        return all(m.deterministic for m in self.members)
 
     def set_threshold(self, threshold: float) -> None:
         self.threshold = float(threshold)

@@ -4,7 +4,6 @@ import torch
 
 from fusionlog.config import DistillConfig, ModelConfig, RetrievalConfig
 from fusionlog.distill import DistillInputs, distill, epsilon_schedule, select_clean, sm_labels
-from fusionlog.llm import LabelRequest
 from fusionlog.model import SmallModel
 from fusionlog.retrieval import MemoryStore
 from fusionlog.teachers import KeywordTeacher
@@ -78,3 +77,28 @@ def test_max_pool_caps_and_reports():
     res = distill(inp, KeywordTeacher(), MemoryStore(), DistillConfig(rounds=1, max_pool=10, finetune_epochs=1),
                   RetrievalConfig(backend="memory"))
     assert res.pool_initial == 30 and res.pool_capped == 20 and res.rounds[0].pool == 10
+
+
+class _CountingTeacher(KeywordTeacher):
+    def __init__(self, deterministic):
+        super().__init__()
+        self._det = deterministic
+        self.calls = 0
+
+    @property
+    def deterministic(self):
+        return self._det
+
+    def label(self, requests):
+        self.calls += len(requests)
+        return super().label(requests)
+
+
+def test_deterministic_teacher_answers_are_reused_across_rounds():
+    cfg = DistillConfig(rounds=3, epsilon0=0.99, epsilon_step=0.0, finetune_epochs=1, finetune_min_steps=1)
+    for det, expected in ((True, 30), (False, 90)):
+        _, inp = _inputs()
+        teacher = _CountingTeacher(det)
+        res = distill(inp, teacher, MemoryStore(), cfg, RetrievalConfig(backend="memory"))
+        assert [r.clean for r in res.rounds] == [0, 0, 0]  # epsilon 0.99: the KB never changes
+        assert teacher.calls == expected  # 30 sequences: asked once (deterministic) or every round
