@@ -199,6 +199,7 @@ class DistillConfig:
     finetune_batch_size: int = 256  # the paper's batch size
     max_pool: int = 0  # ours: cap on proprietary sequences sent to the LLM (0 = all); the cap is printed
     leftovers: str = "llm"  # llm (the paper: leftovers take the LLM label) | drop
+    threshold: str = "pseudo"  # ours: fused model's threshold: best F1 on the pseudo-labelled target pool | source (keep the source-val one)
 
 
 @dataclass
@@ -485,6 +486,8 @@ def validate(cfg: FusionLogConfig) -> list[str]:
         problems.append(f"distill.rounds: {d.rounds}; must be >= 1")
     if not 0 < d.epsilon0 <= 1 or d.epsilon_step < 0:
         problems.append(f"distill.epsilon0 ({d.epsilon0}) must be in (0, 1] and epsilon_step ({d.epsilon_step}) >= 0")
+    if d.threshold not in ("pseudo", "source"):
+        problems.append(f"distill.threshold: {d.threshold!r}; allowed: pseudo, source")
     if d.leftovers not in ("llm", "drop"):
         problems.append(f"distill.leftovers: {d.leftovers!r}; allowed: llm, drop")
     lc = cfg.llm

@@ -86,6 +86,27 @@ def export_parsing_state(cfg: FusionLogConfig, artifact_dir: Path) -> None:
         log.warning("%s not found (pre-parsed sessions?): the artifact will score template sequences only", state)
 
 
+def fused_threshold(art, sequences, seq_ids, pseudo_labels: dict, cfg: FusionLogConfig) -> dict:
+    """The fused model's decision threshold.
+
+    The small model's threshold was chosen on source-val before distillation; fine-tuning on the
+    target's pseudo-labels moves its scores, so by default (``distill.threshold=pseudo``) the
+    threshold is chosen again, as the best F1 against those pseudo-labels. No target label is read.
+    """
+    from fusionlog.evaluate import choose_threshold
+
+    keep = {"value": art.threshold, "chosen_on": "source-val"}
+    if cfg.distill.threshold == "source" or not pseudo_labels:
+        return keep
+    rows = [i for i, s in enumerate(seq_ids) if s in pseudo_labels]
+    y = np.array([pseudo_labels[seq_ids[i]] for i in rows], dtype=np.int64)
+    if y.min() == y.max():
+        log.info("pseudo-labels hold one class only: keeping the source-val threshold")
+        return keep
+    probs, _ = art.score([sequences[i] for i in rows], cfg.train.eval_batch_size)
+    return {"value": choose_threshold(y, probs), "chosen_on": f"{len(rows)} pseudo-labelled target sequences"}
+
+
 def train(cfg: FusionLogConfig, skip_prepare: bool = False) -> dict:
     """Run FusionLog and write the fused artifact to ``<run.output_dir>/fused``; returns the summary."""
     from fusionlog.train import fit_small
@@ -116,6 +137,7 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False) -> dict:
                                    target.seq_ids, routing.general, target.name, cfg.model.max_len)
             result = distill(inputs, teacher, store, cfg.distill, cfg.retrieval, seed=cfg.run.seed)
             summary["distill"] = result.to_dict()
+            summary["threshold"] = fused_threshold(art, sequences, target.seq_ids, result.pseudo_labels, cfg)
             summary["teacher"]["stats"] = dict(getattr(teacher, "stats", {}))
             write_knowledge_base(fused / KNOWLEDGE_BASE, store)
         finally:
@@ -125,8 +147,10 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False) -> dict:
         log.info("no proprietary target sequences: nothing to distill")
 
     source_events = {e for s in sources for e in s.event_ids}
+    threshold = (summary.get("threshold") or {}).get("value", art.threshold)
     save_artifact(fused, art.model.state_dict(), to_dict(cfg), art.table,
-                  {**art.summary, "fusion": summary, "method": "fusionlog"}, source_events=source_events)
+                  {**art.summary, "threshold": threshold, "fusion": summary, "method": "fusionlog"},
+                  source_events=source_events)
     write_routing(fused, target, routing)
     export_parsing_state(cfg, fused)
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")

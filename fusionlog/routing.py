@@ -12,6 +12,8 @@ import numpy as np
 
 from fusionlog.config import RoutingConfig
 
+TIEBREAK_SPAN = 1e-3  # ours: the tie-breaker moves a score by at most this, so s_k stays a similarity
+
 
 def unit_rows(m: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length; all-zero rows (events with no known word) stay zero."""
@@ -44,13 +46,13 @@ def tie_broken_scores(sequences: Sequence[np.ndarray], event_sim: np.ndarray) ->
 
     When every sequence shares its least-similar event (HDFS as a target: each block holds the
     same allocate/receive events), the paper's s_k is one number for all and tau = mean splits
-    nothing. Adding a small multiple of the mean similarity keeps the paper's order wherever
-    minima differ by more than the spread of the tie-breaker, and orders the tied ones.
+    nothing. Adding a small multiple (at most TIEBREAK_SPAN) of the normalised mean similarity
+    keeps the paper's order wherever minima differ, and orders the tied ones.
     """
     base = sequence_scores(sequences, event_sim)
     means = np.array([event_sim[s].mean() if len(s) else 0.0 for s in sequences], dtype=np.float64)
     gaps = np.diff(np.unique(base))
-    scale = (gaps.min() / 2) if len(gaps) else 1.0
+    scale = min(gaps.min() / 2, TIEBREAK_SPAN) if len(gaps) else TIEBREAK_SPAN
     return base + scale * (means - means.min()) / max(np.ptp(means), 1e-12)
 
 

@@ -34,6 +34,7 @@ def test_fusion_loop_with_keyword_teacher_and_milvus_lite(ray_local, tmp_path):
     assert dist["kb_final"] > dist["kb_initial"]  # clean samples joined the knowledge base
     assert (tmp_path / "kb.db").exists()  # Milvus Lite file
     art = load_artifact(summary["artifact"])
+    assert art.threshold == summary["threshold"]["value"] and summary["threshold"]["chosen_on"]
     assert art.summary["method"] == "fusionlog" and (tmp_path / "fused" / "drain3_state.bin").is_file()
     kb = pq.read_table(tmp_path / "fused" / "knowledge_base.parquet")
     assert kb.num_rows == dist["kb_final"] and set(kb.column("label").to_pylist()) <= {0, 1}
