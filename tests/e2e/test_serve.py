@@ -138,5 +138,5 @@ def test_serve_config_yaml_is_valid_and_builds():
     (app,) = config.applications
     assert app.import_path == "fusionlog.serve:build_app" and app.route_prefix == "/"
     args = ServeArgs.model_validate(app.args)
-    assert args.artifact_dir == "outputs/demo/model"
+    assert args.artifact_dir == "outputs/demo/fused"  # what the demo's `fusionlog train` writes
     assert [d.name for d in app.deployments] == ["Scorer"]
