@@ -18,6 +18,7 @@ from fusionlog.artifact import load_artifact, save_artifact
 from fusionlog.config import FusionLogConfig, FusionLogError, to_dict
 from fusionlog.dataset import build_train_data, load_system
 from fusionlog.distill import DistillInputs, distill
+from fusionlog.evaluate import precision_recall_f1
 from fusionlog.prepare import ensure_ray, prepare
 from fusionlog.retrieval import make_store, write_knowledge_base
 from fusionlog.routing import route
@@ -70,11 +71,9 @@ def calibrate_teacher(teacher, cfg: FusionLogConfig, art, data) -> dict:
     ok = np.isfinite(p)
     threshold = calibrate_threshold(p[ok], labels[rows][ok])
     teacher.set_threshold(threshold)
-    y = labels[rows][ok]
-    pred = p[ok] >= threshold
-    tp = int((pred & (y == 1)).sum())
+    own = precision_recall_f1(labels[rows][ok], (p[ok] >= threshold).astype(np.int64))
     return {"calibrated": True, "samples": int(ok.sum()), "threshold": threshold,
-            "source_precision": tp / max(1, int(pred.sum())), "source_recall": tp / max(1, int((y == 1).sum()))}
+            "source_precision": own["precision"], "source_recall": own["recall"]}
 
 
 def export_parsing_state(cfg: FusionLogConfig, artifact_dir: Path) -> None:
