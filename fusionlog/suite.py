@@ -634,6 +634,8 @@ def render_report(suite: Suite, seconds: float, command: str) -> str:
         "have no failure word in their templates, so neither a keyword teacher nor a cross-system model has a "
         "signal; (4) BGL as the source has only ~800 training windows and 20-line windows of a random sample mix "
         "unrelated lines. The per-subset table below shows whether distillation changed the proprietary subset.",
+        "Ablations (no routing, no RAG, no dual verification, single round, static threshold) and the F1-vs-tau "
+        "sweep are in [ablations.md](ablations.md) (`ray_jobs/ablations.py`, bundled pair).",
         "",
         "## Router and distillation (FusionLog runs)",
         "",
