@@ -4,15 +4,13 @@ Asserts what issue 6 asks: the loss falls, a rerun resumes from the last checkpo
 an uninterrupted run ends, a target loaded without labels trains identically, and a checkpoint
 written by another config is refused before training starts.
 """
-import sys
 from pathlib import Path
 
 import pytest
 import ray
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from _synthetic import make_system, write_prepared  # noqa: E402
+from tests.unit._synthetic import make_system, write_prepared
 
 from fusionlog.config import FusionLogConfig, MetaConfig, ModelConfig  # noqa: E402
 from fusionlog.dataset import build_train_data, load_system  # noqa: E402

@@ -4,14 +4,12 @@ Two trials x 2 epochs, one CPU Ray Train worker each; ASHA with grace period 1 m
 trial after its first epoch. Checks the best config is a train-small override file, that the CLI
 takes it as a second ``--config``, and that the target's labels are not needed (loaded unlabelled).
 """
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from _synthetic import make_system, write_prepared  # noqa: E402
+from tests.unit._synthetic import make_system, write_prepared
 
 from fusionlog.cli import file_overrides  # noqa: E402
 from fusionlog.config import FusionLogConfig, MetaConfig, ModelConfig, TuneConfig, load_config  # noqa: E402

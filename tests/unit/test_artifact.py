@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from _synthetic import make_system, write_prepared
+from tests.unit._synthetic import make_system, write_prepared
 from fusionlog.artifact import evaluate_artifact, load_artifact, save_artifact
 from fusionlog.config import FusionLogConfig, MetaConfig, ModelConfig, to_dict
 from fusionlog.dataset import load_train_data

@@ -3,7 +3,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from _synthetic import make_system, write_prepared
+from tests.unit._synthetic import make_system, write_prepared
 from fusionlog.dataset import (SystemData, build_train_data, load_system, merge_systems, pad_batch,
                                stratified_split)
 

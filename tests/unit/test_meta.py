@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from _synthetic import make_system
+from tests.unit._synthetic import make_system
 from fusionlog.config import FusionLogConfig, MetaConfig, ModelConfig
 from fusionlog.dataset import SystemData, build_train_data
 from fusionlog.meta import (adversarial_loss, anomaly_head_step, classification_loss, domain_head_step, inner_adapt,

@@ -3,7 +3,7 @@ import gzip
 import pyarrow as pa
 import pytest
 
-from fusionlog.config import FusionLogError, ParsingConfig, SystemConfig, _build
+from fusionlog.config import FusionLogError, ParsingConfig, SystemConfig, build_typed
 from fusionlog.parsing import (
     LineSplitter, add_unmatched, event_id, grouping_accuracy, load_miner, make_miner, match_contents,
     merge_templates, mine_templates, parse_sequential, read_chunks, save_miner, skip_counts,
@@ -15,7 +15,7 @@ from tests.conftest import SAMPLE
 
 def system(name: str, **over) -> SystemConfig:
     problems: list[str] = []
-    cfg = _build(SystemConfig, {**BUILTIN_SYSTEMS[name], "name": name, "inputs": [{"path": "x"}], **over}, "s", problems)
+    cfg = build_typed(SystemConfig, {**BUILTIN_SYSTEMS[name], "name": name, "inputs": [{"path": "x"}], **over}, "s", problems)
     assert not problems
     return cfg
 

@@ -3,7 +3,7 @@ import math
 import pyarrow as pa
 import pytest
 
-from fusionlog.config import FusionLogError, SystemConfig, _build
+from fusionlog.config import FusionLogError, SystemConfig, build_typed
 from fusionlog.sequences import group_lines, read_id_list
 from fusionlog.systems import BUILTIN_SYSTEMS
 
@@ -13,7 +13,7 @@ def system(name, **over):
     body = {**BUILTIN_SYSTEMS[name], "name": name, "inputs": [{"path": "x"}]}
     for k, v in over.items():
         body[k] = {**body.get(k, {}), **v} if isinstance(v, dict) else v
-    cfg = _build(SystemConfig, body, "s", problems)
+    cfg = build_typed(SystemConfig, body, "s", problems)
     assert not problems, problems
     return cfg
 
