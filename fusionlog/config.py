@@ -320,14 +320,17 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _build(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
-    """Turn plain YAML data into ``tp``, appending every mismatch to ``problems``."""
+def build_typed(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
+    """Turn plain data (YAML, a saved config.json section) into ``tp``, appending every mismatch to ``problems``.
+
+    Public so that code reading a saved config (serving an artifact) checks it the way load_config does.
+    """
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _build(args[0], value, where, problems)
+        return build_typed(args[0], value, where, problems)
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -341,7 +344,7 @@ def _build(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
             if key not in names:
                 problems.append(f"{where}.{key}: unknown key; known: {', '.join(sorted(names))}")
                 continue
-            kwargs[key] = _build(hints[key], sub, f"{where}.{key}", problems)
+            kwargs[key] = build_typed(hints[key], sub, f"{where}.{key}", problems)
         missing = [f.name for f in dataclasses.fields(tp)
                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
                    and f.name not in kwargs]
@@ -355,13 +358,13 @@ def _build(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
         if not isinstance(value, list):
             problems.append(f"{where}: expected a list, got {value!r}")
             return []
-        return [_build(item, v, f"{where}[{i}]", problems) for i, v in enumerate(value)]
+        return [build_typed(item, v, f"{where}[{i}]", problems) for i, v in enumerate(value)]
     if origin is dict:
         _, item = typing.get_args(tp)
         if not isinstance(value, dict):
             problems.append(f"{where}: expected a mapping, got {value!r}")
             return {}
-        return {str(k): _build(item, v, f"{where}.{k}", problems) for k, v in value.items()}
+        return {str(k): build_typed(item, v, f"{where}.{k}", problems) for k, v in value.items()}
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp in (int, float, str, bool):
@@ -422,7 +425,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
     for key, value in parse_overrides(overrides or []):
         _set_path(tree, key, value)
     tree = resolve_systems(tree, problems := [])
-    cfg = _build(FusionLogConfig, tree, "config", problems)
+    cfg = build_typed(FusionLogConfig, tree, "config", problems)
     if not problems:
         problems.extend(validate(cfg))
     if problems:

@@ -35,7 +35,7 @@ from ray import serve
 from ray.serve import Application
 
 from fusionlog.artifact import Artifact, load_artifact
-from fusionlog.config import ConfigError, FusionLogError, ParsingConfig, SystemConfig, _build
+from fusionlog.config import ConfigError, FusionLogError, ParsingConfig, SystemConfig, build_typed
 from fusionlog.parsing import LineSplitter, event_id, load_miner
 from fusionlog.sequences import group_lines
 
@@ -254,8 +254,8 @@ def load_scoring_model(artifact_dir: str | Path, threshold: Optional[float] = No
     art = load_artifact(path)
     target = art.summary.get("target") or art.config["data"]["target"]
     problems: list[str] = []
-    system = _build(SystemConfig, art.config["data"]["systems"][target], f"config.data.systems.{target}", problems)
-    parsing = _build(ParsingConfig, art.config["parsing"], "config.parsing", problems)
+    system = build_typed(SystemConfig, art.config["data"]["systems"][target], f"config.data.systems.{target}", problems)
+    parsing = build_typed(ParsingConfig, art.config["parsing"], "config.parsing", problems)
     if problems:
         raise ConfigError([f"{path / 'config.json'}: {p}" for p in problems])
     notes = []
