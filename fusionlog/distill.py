@@ -5,8 +5,14 @@ Round r: the LLM labels every sequence left in the proprietary pool (few-shot ex
 from the knowledge base K(r)); the small model labels it too; a sequence is *clean* when both agree
 and the small model's confidence is at least epsilon(r).  The clean set fine-tunes the small model
 and joins K(r+1); the rest stays noisy.  After the last round the noisy leftovers take the LLM's
-label and fine-tune the model once more.  Target labels never enter any decision here: the
-optional ``audit_labels`` only fill the per-round log (clean-label precision) for evaluation.
+label and fine-tune the model once more.  Each fine-tuning replays every clean sample so far
+(``distill.replay``, ours) and is skipped while they hold one class only.  Target labels never
+enter any decision here: the optional ``audit_labels`` only fill the per-round log (clean-label
+precision) for evaluation.
+
+``distill.scope=all`` (ours) puts every target sequence in the pool, general ones too: the router
+then only picks meta-learning's target side and K(0).  It is for a cheap teacher when the small
+model transfers poorly, since the paper's scope leaves general sequences to the small model alone.
 """
 from __future__ import annotations
 
@@ -140,9 +146,12 @@ class DistillResult:
 
 def _requests(rows: np.ndarray, inp: DistillInputs, store: VectorStore, vecs: np.ndarray, k: int,
               use_rag: bool) -> list[LabelRequest]:
-    hits = store.search(vecs[rows], k) if use_rag and store.count() else [[] for _ in rows]
+    """One request per row with its k nearest knowledge-base examples, never the sequence itself
+    (with ``distill.scope=all`` a general sequence is both in K(0) and in the pool)."""
+    hits = store.search(vecs[rows], k + 1) if use_rag and store.count() else [[] for _ in rows]
     out = []
     for i, found in zip(rows, hits):
+        found = [r for r in found if r.seq_id != inp.seq_ids[i]][:k]
         examples = [Example(templates=r.content.split("\n"), label=r.label, confidence=r.confidence) for r in found]
         out.append(LabelRequest(inp.seq_ids[i], inp.system, [inp.templates[e] for e in inp.sequences[i]], examples))
     return out
@@ -185,6 +194,22 @@ def _records(rows: np.ndarray, labels: np.ndarray, confidence: np.ndarray, inp: 
                    int(y), float(c)) for i, y, c in zip(rows, labels, confidence)]
 
 
+def _finetune_two_class(inp: DistillInputs, rows: list[int], labels, cfg: DistillConfig, seed: int,
+                        what: str) -> float:
+    """Fine-tune on ``rows`` unless their pseudo-labels hold one class only.
+
+    A one-class set teaches no boundary, only to say that class to everything: a first round whose
+    clean set is all "normal" would make every later sequence "normal" with high confidence.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(set(labels.tolist())) < 2:
+        if len(labels):
+            log.info("%s: %d pseudo-labelled sequences, all %s: not fine-tuning on one class", what, len(labels),
+                     "anomalous" if labels[0] else "normal")
+        return float("nan")
+    return finetune(inp.model, [inp.sequences[i] for i in rows], labels, cfg, inp.max_len, seed)
+
+
 def distill(inp: DistillInputs, llm: LLMBackend, store: VectorStore, cfg: DistillConfig, rcfg: RetrievalConfig,
             seed: int = 0, audit_labels: Optional[np.ndarray] = None,
             on_round: Callable[[RoundLog], None] = lambda r: None) -> DistillResult:
@@ -196,16 +221,18 @@ def distill(inp: DistillInputs, llm: LLMBackend, store: VectorStore, cfg: Distil
     general = np.flatnonzero(inp.general)
     store.add(_records(general, labels[general], conf[general], inp, rcfg.max_content_events), vecs[general])  # K(0)
     res.kb_initial = store.count()
-    pool = np.flatnonzero(~inp.general)
+    pool = np.arange(len(inp.sequences)) if cfg.scope == "all" else np.flatnonzero(~inp.general)
     res.pool_initial = len(pool)
+    llm.fit([[inp.templates[e] for e in seq] for seq in inp.sequences])  # statistical teachers model the target
     if cfg.max_pool and len(pool) > cfg.max_pool:
         keep = np.sort(np.random.default_rng(seed).choice(pool, cfg.max_pool, replace=False))
         res.pool_capped = len(pool) - len(keep)
-        log.warning("distill.max_pool=%d: %d of %d proprietary sequences go to the LLM; the other %d keep the "
+        log.warning("distill.max_pool=%d: %d of %d pool sequences go to the LLM; the other %d keep the "
                     "small model's prediction", cfg.max_pool, len(keep), len(pool), res.pool_capped)
         pool = keep
     last_llm = np.full(len(inp.sequences), -1, dtype=np.int8)
     asked: dict[tuple, LabelResult] = {}  # a deterministic teacher's answers, by request content
+    tuned: dict[int, int] = {}  # sequence row -> pseudo-label, every clean sample so far (replayed when fine-tuning)
     for r, eps in enumerate(epsilon_schedule(cfg)):
         if not len(pool):
             log.info("round %d: the noisy pool is empty; stopping early", r)
@@ -217,7 +244,9 @@ def distill(inp: DistillInputs, llm: LLMBackend, store: VectorStore, cfg: Distil
         sm, sm_conf = sm_labels(probs, inp.threshold)
         clean_mask = select_clean(llm_labels, sm, sm_conf, eps, cfg.dual_verification)
         clean = pool[clean_mask]
-        loss = finetune(inp.model, [inp.sequences[i] for i in clean], llm_labels[clean_mask], cfg, inp.max_len, seed + r)
+        tuned.update(zip(clean.tolist(), llm_labels[clean_mask].tolist()))
+        rows, labels = (list(tuned), list(tuned.values())) if cfg.replay else (clean.tolist(), llm_labels[clean_mask])
+        loss = _finetune_two_class(inp, rows, labels, cfg, seed + r, f"round {r}")
         store.add(_records(clean, llm_labels[clean_mask], sm_conf[clean_mask], inp, rcfg.max_content_events), vecs[clean])
         for i, y in zip(clean, llm_labels[clean_mask]):
             res.pseudo_labels[inp.seq_ids[i]] = int(y)
@@ -235,7 +264,12 @@ def distill(inp: DistillInputs, llm: LLMBackend, store: VectorStore, cfg: Distil
     if len(pool) and cfg.leftovers == "llm":
         answered = pool[last_llm[pool] >= 0]
         res.leftover_unparsed = len(pool) - len(answered)
-        finetune(inp.model, [inp.sequences[i] for i in answered], last_llm[answered], cfg, inp.max_len, seed + cfg.rounds)
+        if cfg.replay:
+            tuned.update(zip(answered.tolist(), last_llm[answered].tolist()))
+            rows, labels = list(tuned), list(tuned.values())
+        else:
+            rows, labels = answered.tolist(), last_llm[answered]
+        _finetune_two_class(inp, rows, labels, cfg, seed + cfg.rounds, "leftovers")
         for i in answered:
             res.pseudo_labels[inp.seq_ids[i]] = int(last_llm[i])
     res.kb_final = store.count()

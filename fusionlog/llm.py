@@ -94,6 +94,13 @@ class LLMBackend(ABC):
     def close(self) -> None:
         """Release the model or connections; the default has nothing to release."""
 
+    def fit(self, population: list[list[str]]) -> None:
+        """See every sequence (as templates) of the system about to be labelled, labels unseen.
+
+        A statistical teacher models what is usual on *that* system (``fusionlog.teachers.PCATeacher``);
+        an LLM judges each sequence on its own, so the default ignores the population.
+        """
+
     @property
     def calibratable(self) -> bool:
         """True when labels come from thresholding p_anomalous, so the threshold can be set on source labels."""

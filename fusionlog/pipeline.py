@@ -52,20 +52,28 @@ def write_routing(out: Path, target, routing) -> None:
     }), out / ROUTING_FILE)
 
 
-def calibrate_teacher(teacher, cfg: FusionLogConfig, art, data) -> dict:
-    """Set the LLM's p(anomalous) threshold on labelled SOURCE-val sequences (never target labels)."""
+def calibrate_teacher(teacher, cfg: FusionLogConfig, templates: list[str], data) -> dict:
+    """Set the teacher's p(anomalous) threshold on labelled SOURCE-val sequences (never target labels).
+
+    ``templates`` is the text of each row of ``data``'s event table.
+    """
     from fusionlog.llm import LabelRequest, calibrate_threshold
 
-    n = min(cfg.llm.calibration_samples, len(data.source_val))
-    if not n or not teacher.calibratable:
-        return {"calibrated": False}
-    rng = np.random.default_rng(cfg.run.seed)
+    if not cfg.llm.calibrate or not teacher.calibratable or not len(data.source_val):
+        return {"calibrated": False, "threshold": getattr(teacher, "threshold", None)}
     labels = data.source_val_labels
-    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    n_pos = min(len(pos), max(1, n // 2))
-    rows = np.concatenate([rng.choice(pos, n_pos, replace=False), rng.choice(neg, min(len(neg), n - n_pos), replace=False)])
+    n = cfg.llm.calibration_samples
+    if n == 0 or n >= len(labels):  # all of source-val, at its own class balance
+        rows = np.arange(len(labels))
+    else:  # a sample, half anomalous, so a few dozen LLM requests still see both classes
+        rng = np.random.default_rng(cfg.run.seed)
+        pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+        n_pos = min(len(pos), max(1, n // 2))
+        rows = np.concatenate([rng.choice(pos, n_pos, replace=False),
+                               rng.choice(neg, min(len(neg), n - n_pos), replace=False)])
     system = "+".join(cfg.data.sources)
-    reqs = [LabelRequest(f"cal-{i}", system, [art.table.templates[e] for e in data.source_val[i]], []) for i in rows]
+    teacher.fit([[templates[e] for e in seq] for seq in [*data.source_train, *data.source_val]])
+    reqs = [LabelRequest(f"cal-{i}", system, [templates[e] for e in data.source_val[i]], []) for i in rows]
     answers = teacher.label(reqs)
     p = np.array([a.p_anomalous for a in answers], dtype=np.float64)
     ok = np.isfinite(p)
@@ -106,9 +114,13 @@ def fused_threshold(art, sequences, seq_ids, pseudo_labels: dict, cfg: FusionLog
     return {"value": choose_threshold(y, probs), "chosen_on": f"{len(rows)} pseudo-labelled target sequences"}
 
 
-def train(cfg: FusionLogConfig, skip_prepare: bool = False) -> dict:
-    """Run FusionLog and write the fused artifact to ``<run.output_dir>/fused``; returns the summary."""
-    from fusionlog.train import fit_small
+def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: str | Path | None = None) -> dict:
+    """Run FusionLog and write the fused artifact to ``<run.output_dir>/fused``; returns the summary.
+
+    ``small_model``: the artifact of a small model this very config and data already trained (e.g. a
+    run that differed only in its distillation settings); checked by run hash, then reused.
+    """
+    from fusionlog.train import fit_small, run_hash
 
     out = Path(cfg.run.output_dir)
     if not skip_prepare:
@@ -119,19 +131,26 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False) -> dict:
         raise FusionLogError("routing left no general target sequences for meta-learning; lower routing.tau")
     data = build_train_data(sources, target, cfg.train.val_fraction, cfg.run.seed, target_rows=general)
     ensure_ray(cfg)
-    fit = fit_small(cfg, data, artifact_dir=out / "small")
-    art = load_artifact(fit.artifact_dir)
-    summary = {"small_model": str(fit.artifact_dir), "routing": routing.summary(), "distill": None}
+    if small_model is None:
+        small_model = fit_small(cfg, data, artifact_dir=out / "small").artifact_dir
+    else:
+        found, expected = json.loads((Path(small_model) / "summary.json").read_text()).get("run_hash"), run_hash(cfg, data)
+        if found != expected:
+            raise FusionLogError(f"small model {small_model} is from run {found}; this config and data give run "
+                                 f"{expected} (model, meta, train, seed or data differ): train it here instead")
+        log.info("reusing the small model %s (run %s)", small_model, found)
+    art = load_artifact(small_model)
+    summary = {"small_model": str(small_model), "routing": routing.summary(), "distill": None}
 
     fused = out / "fused"
     fused.mkdir(parents=True, exist_ok=True)
-    if cfg.distill.enabled and routing.proprietary.any():
+    if cfg.distill.enabled and (routing.proprietary.any() or cfg.distill.scope == "all"):
         sequences, summary["unknown_events_dropped"] = art.reindex(target)
         teacher = make_teacher(cfg.llm, cfg.embedding.minilm_path)
         store = make_store(cfg.retrieval, art.table.vectors.shape[1], str(out))
         try:
             summary["teacher"] = {"backend": cfg.llm.backend, "mode": cfg.llm.mode,
-                                  **calibrate_teacher(teacher, cfg, art, data)}
+                                  **calibrate_teacher(teacher, cfg, art.table.templates, data)}
             inputs = DistillInputs(art.model, art.threshold, art.table.vectors, art.table.templates, sequences,
                                    target.seq_ids, routing.general, target.name, cfg.model.max_len)
             result = distill(inputs, teacher, store, cfg.distill, cfg.retrieval, seed=cfg.run.seed)

@@ -5,9 +5,14 @@
 - ``semantic``: all-MiniLM-L6-v2 compares each template with short, generic descriptions of
   failed and of healthy operations; a sequence scores as its most failure-like template.  The
   descriptions are written once for logs in general, never for a particular target system.
-- ``ensemble``: the mean of the keyword and semantic p(anomalous).
+- ``pca``: the textbook unsupervised log detector (Xu et al., SOSP 2009; He et al., ISSRE 2016):
+  TF-IDF-weighted event-count vectors of *the system being labelled*, PCA keeping 95% of the
+  variance, and the squared prediction error against the Q-statistic at alpha = 0.001.  It sees
+  every sequence first (``fit``, labels unseen) and flags those the usual patterns do not explain,
+  including anomalies with no failure word (a missing step, a rare event).
+- ``ensemble``: the mean p(anomalous) of ``llm.ensemble`` members (default keyword + semantic).
 
-``semantic`` and ``ensemble`` are thresholded at a value calibrated on labelled *source*
+``semantic``, ``pca`` and ``ensemble`` are thresholded at a value calibrated on labelled *source*
 sequences (like the LLM's log-likelihood mode); target labels never set it.
 """
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -120,6 +126,86 @@ class SemanticTeacher(LLMBackend):
         return out
 
 
+class PCATeacher(LLMBackend):
+    """PCA residual detector over event counts; p(anomalous) = r / (1 + r) with r = SPE / Q_alpha.
+
+    p = 0.5 is the classical Q-statistic decision; calibration on source labels may move it.  The
+    ratio to Q_alpha, not the raw error, is what carries from one system to another.  Known blind
+    spot (as in the original): an event so rare and so IDF-heavy that it carries its own principal
+    component is "explained"; the keyword and semantic members cover such events when they speak.
+    """
+
+    deterministic = True
+
+    def __init__(self, variance: float = 0.95, c_alpha: float = 3.2905, threshold: float = 0.5):
+        super().__init__()
+        self.variance, self.c_alpha, self.threshold = variance, c_alpha, threshold
+        self.vocab: dict[str, int] = {}
+        self.idf = self.mean = self.components = np.zeros(0)
+        self.q_alpha = 0.0
+
+    @property
+    def calibratable(self) -> bool:
+        return True
+
+    def set_threshold(self, threshold: float) -> None:
+        self.threshold = float(threshold)
+
+    def _counts(self, population: Sequence[Sequence[str]]) -> np.ndarray:
+        x = np.zeros((len(population), len(self.vocab)), dtype=np.float64)
+        for i, templates in enumerate(population):
+            for t in templates:
+                j = self.vocab.get(t)
+                if j is not None:
+                    x[i, j] += 1
+        return x
+
+    def fit(self, population: list[list[str]]) -> None:
+        if not population:
+            raise FusionLogError("pca teacher: fit() got no sequences")
+        self.vocab = {t: j for j, t in enumerate(sorted({t for seq in population for t in seq}))}
+        x = self._counts(population)
+        self.idf = np.log(len(x) / np.maximum((x > 0).sum(0), 1))
+        x = x * self.idf
+        self.mean = x.mean(0)
+        x = x - self.mean
+        _, s, vt = np.linalg.svd(x, full_matrices=False)
+        lam = s ** 2 / len(x)
+        total = lam.sum()
+        k = int(np.searchsorted(np.cumsum(lam) / total, self.variance) + 1) if total > 0 else 0
+        self.components = vt[:k]
+        self.q_alpha = q_statistic(lam[k:], self.c_alpha)
+
+    def spe(self, population: Sequence[Sequence[str]]) -> np.ndarray:
+        """Squared prediction error: what the principal (normal) subspace leaves unexplained."""
+        if not self.vocab:
+            raise FusionLogError("pca teacher: label() before fit(); it models the system it labels")
+        x = self._counts(population) * self.idf - self.mean
+        residual = x - (x @ self.components.T) @ self.components
+        return (residual ** 2).sum(1)
+
+    def label(self, requests: list[LabelRequest]) -> list[LabelResult]:
+        spe = self.spe([r.templates for r in requests])
+        unseen = [sum(t not in self.vocab for t in r.templates) for r in requests]
+        out = []
+        for req, e, u in zip(requests, spe, unseen):
+            r = e / self.q_alpha if self.q_alpha > 0 else (math.inf if e > 1e-12 else 0.0)
+            p = 1.0 if u or math.isinf(r) else r / (1.0 + r)  # a template never seen at fit time: unexplained
+            out.append(LabelResult(req.seq_id, int(p >= self.threshold), p, f"pca spe/q={r:.3g} unseen={u}"))
+        self._count(out)
+        return out
+
+
+def q_statistic(residual_eigenvalues: np.ndarray, c_alpha: float) -> float:
+    """Jackson & Mudholkar's threshold on the squared prediction error, from the discarded eigenvalues."""
+    phi = [float(np.sum(residual_eigenvalues ** i)) for i in (1, 2, 3)]
+    if phi[0] <= 0 or phi[1] <= 0:
+        return 0.0
+    h0 = 1.0 - 2.0 * phi[0] * phi[2] / (3.0 * phi[1] ** 2)
+    base = c_alpha * math.sqrt(2.0 * phi[1] * h0 ** 2) / phi[0] + 1.0 + phi[1] * h0 * (h0 - 1.0) / phi[0] ** 2
+    return phi[0] * base ** (1.0 / h0)
+
+
 class EnsembleTeacher(LLMBackend):
     """Mean p(anomalous) of several teachers, thresholded (calibrated on source labels)."""
 
@@ -139,6 +225,10 @@ class EnsembleTeacher(LLMBackend):
     def set_threshold(self, threshold: float) -> None:
         self.threshold = float(threshold)
 
+    def fit(self, population: list[list[str]]) -> None:
+        for m in self.members:
+            m.fit(population)
+
     def label(self, requests: list[LabelRequest]) -> list[LabelResult]:
         per_member = [m.label(requests) for m in self.members]
         out = []
@@ -157,12 +247,18 @@ class EnsembleTeacher(LLMBackend):
             m.close()
 
 
+LABEL_FREE = ("keyword", "semantic", "pca")
+
+
 def make_teacher(cfg: LLMConfig, minilm_path: str = "") -> LLMBackend:
-    """``llm.backend``: keyword | semantic | ensemble (keyword + semantic) | an LLM backend."""
+    """``llm.backend``: keyword | semantic | pca | ensemble (of ``llm.ensemble``) | an LLM backend."""
     if cfg.backend == "keyword":
         return KeywordTeacher()
     if cfg.backend == "semantic":
         return SemanticTeacher(minilm_path, cfg.threshold)
+    if cfg.backend == "pca":
+        return PCATeacher(threshold=cfg.threshold)
     if cfg.backend == "ensemble":
-        return EnsembleTeacher([KeywordTeacher(), SemanticTeacher(minilm_path)], cfg.threshold)
+        members = [make_teacher(replace(cfg, backend=name), minilm_path) for name in cfg.ensemble]
+        return EnsembleTeacher(members, cfg.threshold)
     return make_backend(cfg)

@@ -8,6 +8,7 @@ import pytest
 
 from fusionlog.artifact import evaluate_artifact, load_artifact
 from fusionlog.config import load_config
+from fusionlog.dataset import load_system
 from fusionlog.pipeline import train
 
 from tests.conftest import ROOT
@@ -58,3 +59,58 @@ def test_fusion_loop_with_real_cpu_llm(ray_local, tmp_path):
     assert summary["teacher"]["calibrated"] and dist["rounds"][0]["pool"] == 12
     assert dist["kb_final"] >= dist["kb_initial"]
     assert load_artifact(summary["artifact"]).score([np.array([0, 1])])[0].shape == (1,)
+
+
+def test_fused_model_is_the_same_when_the_target_labels_are_flipped(ray_local, tmp_path):
+    """Zero-label hygiene (issue 9): flip every target label on disk and rerun the whole pipeline (routing,
+    Ray Train, teacher calibration, distillation with every sequence in the pool, the fused threshold): the
+    fused weights, threshold, pseudo-labels and predictions must not move. Any code path that read target
+    labels to choose a threshold, an epoch, a teacher or a hyperparameter would show up here."""
+    import shutil
+
+    import pyarrow as pa
+    import torch
+
+    teacher = ["llm.backend=ensemble", "llm.ensemble=[keyword,pca]", "llm.calibration_samples=0",
+               "distill.scope=all", "retrieval.backend=memory", "distill.rounds=2"]
+    cfg_a, sa = _run(tmp_path / "a", teacher)
+    flipped = tmp_path / "flipped"
+    shutil.copytree(cfg_a.data.output_dir, flipped)
+    path = flipped / "BGL" / "sequences.parquet"
+    table = pq.read_table(path)
+    labels = np.asarray(table.column("label").to_numpy(), dtype=np.int8)
+    assert set(labels.tolist()) == {0, 1}
+    pq.write_table(table.set_column(table.schema.get_field_index("label"), "label", pa.array(1 - labels, pa.int8())),
+                   path)
+    cfg_b = load_config(ROOT / "configs" / "demo.yaml", [f"run.output_dir={tmp_path / 'b'}",
+                                                          f"data.output_dir={flipped}", *FAST, *teacher])
+    sb = train(cfg_b, skip_prepare=True)
+    same = json.dumps  # NaN losses (rounds without fine-tuning) compare equal as text
+    assert same(sa["distill"]) == same(sb["distill"]) and same(sa["teacher"]) == same(sb["teacher"])
+    assert sa["threshold"] == sb["threshold"]
+    wa, wb = (torch.load(f"{s['artifact']}/model.pt", weights_only=True) for s in (sa, sb))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    target = load_system(cfg_a.data.output_dir, "BGL", read_labels=False)
+    pa_, pb = (load_artifact(s["artifact"]).score(load_artifact(s["artifact"]).reindex(target)[0])[0] for s in (sa, sb))
+    np.testing.assert_array_equal(pa_, pb)
+    # the evaluator, the one reader of target labels, does see the flip
+    ra, rb = (evaluate_artifact(s["artifact"], c.data.output_dir, "BGL") for s, c in ((sa, cfg_a), (sb, cfg_b)))
+    assert ra["anomalous"] + rb["anomalous"] == ra["evaluated"] == rb["evaluated"]
+
+
+def test_a_small_model_is_reused_only_by_the_run_that_trained_it(ray_local, tmp_path):
+    from fusionlog.config import FusionLogError
+
+    teacher = ["llm.backend=keyword", "retrieval.backend=memory", "distill.rounds=1"]
+    cfg, first = _run(tmp_path / "a", teacher)
+    again = load_config(ROOT / "configs" / "demo.yaml", [f"run.output_dir={tmp_path / 'b'}",
+                                                          f"data.output_dir={cfg.data.output_dir}", *FAST, *teacher,
+                                                          "distill.scope=all"])
+    summary = train(again, skip_prepare=True, small_model=first["small_model"])
+    assert summary["small_model"] == first["small_model"] and not (tmp_path / "b" / "small").exists()
+    assert summary["distill"]["pool_initial"] == 100  # scope=all: every target sequence
+    other = load_config(ROOT / "configs" / "demo.yaml", [f"run.output_dir={tmp_path / 'c'}",
+                                                          f"data.output_dir={cfg.data.output_dir}", *FAST, *teacher,
+                                                          "run.seed=7"])
+    with pytest.raises(FusionLogError, match="is from run"):
+        train(other, skip_prepare=True, small_model=first["small_model"])

@@ -102,3 +102,67 @@ def test_deterministic_teacher_answers_are_reused_across_rounds():
         res = distill(inp, teacher, MemoryStore(), cfg, RetrievalConfig(backend="memory"))
         assert [r.clean for r in res.rounds] == [0, 0, 0]  # epsilon 0.99: the KB never changes
         assert teacher.calls == expected  # 30 sequences: asked once (deterministic) or every round
+
+
+class _SeenExamples(KeywordTeacher):
+    """The keyword rule, remembering how many sequences it was fitted on and every request it saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.fitted = 0
+        self.requests = []
+
+    def fit(self, population):
+        self.fitted = len(population)
+
+    def label(self, requests):
+        self.requests.extend(requests)
+        return super().label(requests)
+
+
+def test_scope_all_pools_every_sequence_fits_the_teacher_and_never_retrieves_the_query():
+    system, inp = _inputs()
+    teacher = _SeenExamples()
+    cfg = DistillConfig(rounds=1, scope="all", finetune_epochs=1, finetune_min_steps=1)
+    res = distill(inp, teacher, MemoryStore(), cfg, RetrievalConfig(backend="memory", top_k=3))
+    assert teacher.fitted == 60 and res.pool_initial == 60 and res.kb_initial == 30
+    general_content = {}
+    for i in np.flatnonzero(inp.general):
+        general_content[system.seq_ids[i]] = [system.templates[e] for e in system.sequences[i]]
+    for req in teacher.requests:
+        assert len(req.examples) == 3
+        if req.seq_id in general_content:  # its own K(0) record never comes back; identical twins may
+            own = general_content[req.seq_id]
+            assert sum(ex.templates == own for ex in req.examples) <= sum(
+                other == own for sid, other in general_content.items() if sid != req.seq_id)
+
+
+class _HalfNormalThenKeyword(KeywordTeacher):
+    """First time a sequence is asked: "normal" for every other one, no answer (-1) for the rest; asked
+    again: the keyword rule."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked = set()
+
+    def label(self, requests):
+        out = super().label(requests)
+        for req, r in zip(requests, out):
+            if req.seq_id not in self.asked:
+                r.label, r.p_anomalous = (0, 0.0) if len(self.asked) % 2 == 0 else (-1, float("nan"))
+                self.asked.add(req.seq_id)
+        return out
+
+
+def test_one_class_clean_sets_do_not_fine_tune_and_replay_keeps_earlier_rounds(monkeypatch):
+    import fusionlog.distill as d
+
+    seen = []
+    monkeypatch.setattr(d, "finetune", lambda model, seqs, labels, *a: seen.append(np.asarray(labels).copy()) or 0.0)
+    _, inp = _inputs()
+    cfg = DistillConfig(rounds=2, dual_verification=False, finetune_epochs=1)
+    res = distill(inp, _HalfNormalThenKeyword(), MemoryStore(), cfg, RetrievalConfig(backend="memory"))
+    assert res.rounds[0].clean == 15 and np.isnan(res.rounds[0].finetune_loss)  # all "normal": no fine-tuning
+    assert res.rounds[1].clean > 0 and len(seen) >= 1
+    assert len(seen[0]) == 15 + res.rounds[1].clean  # round 0's normals replayed beside round 1's clean set
+    assert set(seen[0].tolist()) == {0, 1}

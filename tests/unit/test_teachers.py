@@ -1,10 +1,11 @@
 import math
 
+import numpy as np
 import pytest
 
-from fusionlog.config import LLMConfig
+from fusionlog.config import FusionLogError, LLMConfig
 from fusionlog.llm import LabelRequest, LabelResult, LLMBackend
-from fusionlog.teachers import EnsembleTeacher, KeywordTeacher, make_teacher
+from fusionlog.teachers import EnsembleTeacher, make_teacher, q_statistic
 
 
 def _req(sid, templates):
@@ -45,3 +46,48 @@ def test_semantic_teacher_ranks_failures_above_routine_messages():
     assert fail > fine.p_anomalous and t.calibratable
     t.set_threshold(0.99)
     assert t.label([_req("f", ["Got exception while serving <*> to <*>"])])[0].label == 0
+
+
+def _population(n_normal=300, seed=0):
+    """Normal sequences follow one workflow with optional steps; the last two break it without a failure word."""
+    rng = np.random.default_rng(seed)
+    normal = []
+    for _ in range(n_normal):
+        seq = ["open <*>"]
+        for _ in range(int(rng.integers(2, 5))):
+            seq += ["read <*>"] + (["cache hit <*>"] if rng.random() < 0.5 else [])
+        seq += (["checksum ok <*>"] if rng.random() < 0.5 else []) + ["close <*>"]
+        normal.append(seq)
+    return normal + [["open <*>", "read <*>", "read <*>"],  # a missing step
+                     ["open <*>", *["close <*>"] * 6]]  # a step repeated
+
+
+def test_q_statistic_grows_with_the_residual_variance_and_confidence():
+    lam = np.array([0.5, 0.2, 0.1])
+    assert 0 < q_statistic(lam, 1.645) < q_statistic(lam, 3.2905) < q_statistic(lam * 2, 3.2905)
+    assert q_statistic(np.zeros(3), 3.29) == 0.0
+
+
+def test_pca_teacher_flags_what_the_usual_patterns_do_not_explain():
+    t = make_teacher(LLMConfig(backend="pca"))
+    pop = _population()
+    with pytest.raises(FusionLogError, match="before fit"):
+        t.label([_req("x", pop[0])])
+    t.fit(pop)
+    out = t.label([_req(str(i), s) for i, s in enumerate(pop)])
+    p = np.array([r.p_anomalous for r in out])
+    assert t.calibratable and t.deterministic
+    assert p[-1] > p[:-2].max() and out[-1].label == 1  # the repeated step is the least explained of all
+    assert p[-2] > np.median(p[:-2])  # the missing step (a common event: low IDF weight) ranks above most
+    assert np.mean([r.label for r in out[:-2]]) < 0.05
+    unseen = t.label([_req("u", ["open <*>", "never seen before <*>", "close <*>"])])[0]
+    assert unseen.label == 1 and "unseen=1" in unseen.raw
+
+
+def test_ensemble_members_come_from_config_and_are_fitted():
+    t = make_teacher(LLMConfig(backend="ensemble", ensemble=["keyword", "pca"]))
+    assert [type(m).__name__ for m in t.members] == ["KeywordTeacher", "PCATeacher"]
+    pop = _population()
+    t.fit(pop)
+    out = t.label([_req("a", pop[0]), _req("b", [*pop[0], "fatal error <*>"])])
+    assert out[0].p_anomalous < 0.5 <= out[1].p_anomalous
