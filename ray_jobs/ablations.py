@@ -25,6 +25,8 @@ VARIANTS = {
     "no dual verification": ["distill.dual_verification=false"],
     "single round": ["distill.rounds=1"],
     "static threshold": ["distill.static_threshold=true"],
+    "no replay (each round tunes on its own clean set)": ["distill.replay=false"],
+    "teacher on every target sequence (ours)": ["distill.scope=all"],
     "no distillation (small model)": ["distill.enabled=false"],
 }
 TAUS = [0.3, 0.4, 0.5, 0.6, 0.7]

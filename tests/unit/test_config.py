@@ -77,3 +77,15 @@ def test_config_hash_is_stable_and_sensitive(tmp_path):
     b = load_config(_write(tmp_path, BASE))
     c = load_config(_write(tmp_path, BASE), ["run.seed=1"])
     assert config_hash(a) == config_hash(b) != config_hash(c)
+
+
+def test_teacher_and_distillation_choices_are_checked(tmp_path):
+    cfg = load_config(_write(tmp_path, BASE), ["llm.backend=ensemble", "llm.ensemble=[keyword,pca]", "distill.scope=all"])
+    assert cfg.llm.ensemble == ["keyword", "pca"] and cfg.distill.scope == "all" and cfg.distill.replay
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, BASE), ["llm.backend=ensemble", "llm.ensemble=[keyword,oracle]",
+                                             "distill.scope=target"])
+    msg = str(err.value)
+    assert "llm.ensemble: ['keyword', 'oracle']" in msg and "distill.scope: 'target'" in msg
+    with pytest.raises(ConfigError, match="llm.ensemble"):
+        load_config(_write(tmp_path, BASE), ["llm.backend=ensemble", "llm.ensemble=[]"])

@@ -4,8 +4,8 @@ import math
 import pytest
 
 from fusionlog.config import FusionLogError
-from fusionlog.suite import (aggregate, aggregate_subsets, fmt_ms, format_sizes, load_suite, mean_sd, render_paper,
-                             render_routing, render_subsets, render_table)
+from fusionlog.suite import (aggregate, aggregate_subsets, fmt_ms, format_sizes, load_suite, mean_sd, render_bar,
+                             render_paper, render_routing, render_subsets, render_table, render_teacher_checks)
 
 
 def _row(pair, method, seed, f1, **kw):
@@ -97,3 +97,21 @@ def test_load_suite_checks(tmp_path):
     bad.write_text("base_config: base.yaml\nseedz: [0]\n")
     with pytest.raises(FusionLogError, match="unknown suite keys"):
         load_suite(bad)
+    bad.write_text("base_config: base.yaml\nseeds: [0]\npairs: [{sources: [A], target: B}]\nteachers: [llm.backend=pca]\n")
+    with pytest.raises(FusionLogError, match="teachers must be a list of override lists"):
+        load_suite(bad)
+
+
+def test_bar_prints_each_margin_and_whether_it_is_met():
+    rows = [_row("A->B", "keyword", 0, 0.5), _row("A->B", "source_only", 0, 0.1),
+            _row("A->B", "fusionlog", 0, 0.6, auroc=0.95), _row("A->B", "fusionlog_all", 0, 0.45, auroc=0.8)]
+    lines = render_bar(aggregate(rows)).splitlines()
+    assert lines[2] == "| A->B | scope=proprietary | 0.600 | +0.100 | +0.200 | +0.050 | yes |"
+    assert lines[3] == "| A->B | scope=all | 0.450 | -0.050 | +0.050 | -0.100 | **no** |"
+
+
+def test_teacher_checks_average_over_seeds():
+    checks = [{"pair": "A->B", "teacher": "pca", "data": "A (source)", "seed": s, "sequences": 10, "anomalous": 2,
+               "precision": p, "recall": 1.0, "f1": 0.5, "auroc": 0.9} for s, p in ((0, 0.4), (1, 0.6))]
+    line = render_teacher_checks(checks).splitlines()[2]
+    assert line == "| A->B | pca | A (source) | 10/2 | 2 | 0.500 ± 0.141 | 1.000 ± 0.000 | 0.500 ± 0.000 | 0.900 ± 0.000 |"
