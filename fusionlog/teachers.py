@@ -203,6 +203,8 @@ def q_statistic(residual_eigenvalues: np.ndarray, c_alpha: float) -> float:
         return 0.0
     h0 = 1.0 - 2.0 * phi[0] * phi[2] / (3.0 * phi[1] ** 2)
     base = c_alpha * math.sqrt(2.0 * phi[1] * h0 ** 2) / phi[0] + 1.0 + phi[1] * h0 * (h0 - 1.0) / phi[0] ** 2
+    if h0 <= 0 or base <= 0:  # a spectrum too skewed for the power transform: the plain normal approximation
+        return phi[0] + c_alpha * math.sqrt(2.0 * phi[1])
     return phi[0] * base ** (1.0 / h0)
 
 

@@ -66,6 +66,8 @@ def test_q_statistic_grows_with_the_residual_variance_and_confidence():
     lam = np.array([0.5, 0.2, 0.1])
     assert 0 < q_statistic(lam, 1.645) < q_statistic(lam, 3.2905) < q_statistic(lam * 2, 3.2905)
     assert q_statistic(np.zeros(3), 3.29) == 0.0
+    skewed = np.r_[1.0, np.full(1000, 1e-3)]  # h0 < 0: falls back to the normal approximation, still finite
+    assert q_statistic(skewed, 3.29) == pytest.approx(float(skewed.sum() + 3.29 * np.sqrt(2 * (skewed ** 2).sum())))
 
 
 def test_pca_teacher_flags_what_the_usual_patterns_do_not_explain():
