@@ -105,9 +105,12 @@ def test_load_suite_checks(tmp_path):
 def test_bar_prints_each_margin_and_whether_it_is_met():
     rows = [_row("A->B", "keyword", 0, 0.5), _row("A->B", "source_only", 0, 0.1),
             _row("A->B", "fusionlog", 0, 0.6, auroc=0.95), _row("A->B", "fusionlog_all", 0, 0.45, auroc=0.8)]
-    lines = render_bar(aggregate(rows)).splitlines()
-    assert lines[2] == "| A->B | scope=proprietary | 0.600 | +0.100 | +0.200 | +0.050 | yes |"
-    assert lines[3] == "| A->B | scope=all | 0.450 | -0.050 | +0.050 | -0.100 | **no** |"
+    rows[2]["teacher"] = "pca"
+    checks = [{"pair": "A->B", "teacher": "pca", "data": "B (target, evaluation only)", "f1": f, "auroc": 0.7}
+              for f in (0.5, 0.7)]
+    lines = render_bar(aggregate(rows), checks).splitlines()
+    assert lines[2] == "| A->B | scope=proprietary | 0.600 | +0.100 | +0.200 | +0.050 | yes | pca: 0.600 ± 0.141 / 0.700 ± 0.000 |"
+    assert lines[3] == "| A->B | scope=all | 0.450 | -0.050 | +0.050 | -0.100 | **no** | not checked |"
 
 
 def test_teacher_checks_average_over_seeds():
