@@ -194,6 +194,12 @@ def _records(rows: np.ndarray, labels: np.ndarray, confidence: np.ndarray, inp: 
                    int(y), float(c)) for i, y, c in zip(rows, labels, confidence)]
 
 
+def _training_set(tuned: dict[int, int], rows: np.ndarray, labels: np.ndarray, replay: bool) -> tuple[list, list]:
+    """Record new pseudo-labels in ``tuned``; fine-tune on every one so far (replay) or on these only."""
+    tuned.update(zip(rows.tolist(), np.asarray(labels).tolist()))
+    return (list(tuned), list(tuned.values())) if replay else (rows.tolist(), np.asarray(labels).tolist())
+
+
 def _finetune_two_class(inp: DistillInputs, rows: list[int], labels, cfg: DistillConfig, seed: int,
                         what: str) -> float:
     """Fine-tune on ``rows`` unless their pseudo-labels hold one class only.
@@ -244,8 +250,7 @@ def distill(inp: DistillInputs, llm: LLMBackend, store: VectorStore, cfg: Distil
         sm, sm_conf = sm_labels(probs, inp.threshold)
         clean_mask = select_clean(llm_labels, sm, sm_conf, eps, cfg.dual_verification)
         clean = pool[clean_mask]
-        tuned.update(zip(clean.tolist(), llm_labels[clean_mask].tolist()))
-        rows, labels = (list(tuned), list(tuned.values())) if cfg.replay else (clean.tolist(), llm_labels[clean_mask])
+        rows, labels = _training_set(tuned, clean, llm_labels[clean_mask], cfg.replay)
         loss = _finetune_two_class(inp, rows, labels, cfg, seed + r, f"round {r}")
         store.add(_records(clean, llm_labels[clean_mask], sm_conf[clean_mask], inp, rcfg.max_content_events), vecs[clean])
         for i, y in zip(clean, llm_labels[clean_mask]):
@@ -264,11 +269,7 @@ def distill(inp: DistillInputs, llm: LLMBackend, store: VectorStore, cfg: Distil
     if len(pool) and cfg.leftovers == "llm":
         answered = pool[last_llm[pool] >= 0]
         res.leftover_unparsed = len(pool) - len(answered)
-        if cfg.replay:
-            tuned.update(zip(answered.tolist(), last_llm[answered].tolist()))
-            rows, labels = list(tuned), list(tuned.values())
-        else:
-            rows, labels = answered.tolist(), last_llm[answered]
+        rows, labels = _training_set(tuned, answered, last_llm[answered], cfg.replay)
         _finetune_two_class(inp, rows, labels, cfg, seed + cfg.rounds, "leftovers")
         for i in answered:
             res.pseudo_labels[inp.seq_ids[i]] = int(last_llm[i])
