@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-prepare", action="store_true", help="train: reuse data.output_dir as prepared")
     parser.add_argument("--suite", help="evaluate: run the evaluation suite in this YAML (e.g. configs/suite.yaml; "
                                         "overrides apply to every run) and write docs/results.md")
+    parser.add_argument("--render-only", action="store_true",
+                        help="evaluate --suite: write the report again from the last complete run's saved rows")
     parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, applied after the YAML")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -141,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("--suite goes with the evaluate command")
             from fusionlog.suite import run_suite
 
-            return run_suite(args.suite, list(args.overrides) + (["run.progress=false"] if args.quiet else []))
+            return run_suite(args.suite, list(args.overrides) + (["run.progress=false"] if args.quiet else []),
+                             render_only=args.render_only)
         overrides = file_overrides(args.config[1:]) + list(args.overrides) + (["run.progress=false"] if args.quiet
                                                                              else [])
         cfg = load_config(args.config[0] if args.config else None, overrides)

@@ -193,6 +193,16 @@ def render_table(aggs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def render_rules(checks: list[dict]) -> str:
+    """Per pair, the router's split under the paper's rule and the tie-break rule."""
+    lines = ["| pair | rule | distinct s_k | tau | general (anomalous) | proprietary (anomalous) |",
+             "|---|---|---|---|---|---|"]
+    for c in checks:
+        lines.append(f"| {c['pair']} | {c['rule']} | {c['distinct_scores']} | {c['tau']:.4f} | "
+                     f"{c['general']} ({c['general_anomalous']}) | {c['proprietary']} ({c['proprietary_anomalous']}) |")
+    return "\n".join(lines)
+
+
 def render_routing(routes: list[dict]) -> str:
     lines = ["| pair | scope | teacher | seed | rule | tau | general | proprietary | distinct s_k | teacher pool (cap) | "
              "distill rounds: pool -> clean | leftovers |",
@@ -353,6 +363,8 @@ class Suite:
         self.routes: list[dict] = []
         self.subsets: list[dict] = []
         self.teacher_checks: list[dict] = []
+        self.rule_checks: list[dict] = []  # the router's split under the paper's rule and the tie-break rule
+        self.run_info: dict = {}  # date and machine of a saved run, when the report is written again from it
         self.prepare_seconds: dict[str, float] = {}
         self.skipped: list[str] = []
         self.on_progress = None  # called with (suite, seconds so far) after each stage
@@ -471,6 +483,24 @@ class Suite:
         print(f"[suite] {pair} seed {seed} {method} [{teacher}]: F1={row['f1']:.3f} AUROC={row['auroc']:.3f} "
               f"routing {summary['routing']} ({seconds:.0f} s)", flush=True)
 
+    def check_rules(self, sources, target) -> None:
+        """The router's split of the target under both rules (no training): how many s_k tie, and,
+        for evaluation only, where the anomalies land."""
+        from fusionlog.dataset import load_system
+        from fusionlog.routing import route
+
+        pair = pair_name(sources, target)
+        cfg = self.cfg(sources, target, 0, self.out / "scratch")
+        src = np.vstack([load_system(cfg.data.output_dir, n, read_labels=False).vectors for n in sources])
+        tgt = load_system(cfg.data.output_dir, target, read_labels=True)  # labels only for the anomaly counts below
+        for rule in ("paper", "tiebreak"):
+            cfg.routing.rule = rule
+            r = route(tgt.sequences, tgt.vectors, src, cfg.routing)
+            y = tgt.labels == 1
+            self.rule_checks.append({"pair": pair, "rule": rule, **r.summary(),
+                                     "general_anomalous": int((y & r.general).sum()),
+                                     "proprietary_anomalous": int((y & ~r.general).sum())})
+
     def check_teacher(self, sources, target, seed: int, data, overrides: list[str]) -> None:
         """A teacher, calibrated as FusionLog calibrates it (source-val labels), on each source and the target.
 
@@ -556,6 +586,8 @@ class Suite:
         pair = pair_name(sources, target)
         if "keyword" in self.s.methods:
             self.guarded({"pair": pair, "method": "keyword", "seed": 0, "teacher": "-"}, self.keyword, sources, target)
+        self.guarded({"pair": pair, "method": "routing rules", "seed": 0, "teacher": "-"}, self.check_rules, sources,
+                     target)
         for seed in self.s.seeds:
             cfg = self.cfg(sources, target, seed, self.out / "scratch")
             data = load_train_data(cfg.data.output_dir, sources, target, cfg.train.val_fraction, seed)
@@ -622,6 +654,10 @@ class Suite:
 # ----------------------------------------------------------------------------- report
 
 
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _machine() -> str:
     try:
         import torch
@@ -678,8 +714,8 @@ def render_report(suite: Suite, seconds: float, command: str) -> str:
                         f"of {d.get('pool_initial', 0)} proprietary sequences went to the LLM; per round LLM anomalous/"
                         f"pool: {', '.join(str(x['llm_anomalous']) + '/' + str(x['pool']) for x in d.get('rounds', []))}"
                         f"; teacher stats {json.dumps(stats, default=float)}")
-    prep = ", ".join(f"{k} {v} s" for k, v in suite.prepare_seconds.items())
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    prep = ", ".join(f"{k} {v} s" for k, v in suite.prepare_seconds.items()) or "not recorded"
+    run = suite.run_info or {"date": _now(), "machine": _machine()}
     parts = [
         "# Results: zero-label cross-system anomaly detection",
         "",
@@ -687,8 +723,8 @@ def render_report(suite: Suite, seconds: float, command: str) -> str:
         "",
         f"```bash\n{command}\n```",
         "",
-        f"- date: {now}; suite wall time {seconds / 60:.1f} min (prepare: {prep})",
-        f"- machine: {_machine()}",
+        f"- date: {run['date']}; suite wall time {seconds / 60:.1f} min (prepare: {prep})",
+        f"- machine: {run['machine']}",
         f"- seeds: {', '.join(map(str, s.seeds))}; scores are mean ± sample sd over seeds (a single number: one run)",
         "- data sets (`configs/shared.yaml`, `../shared/data/README.md`): **HDFS** = KRONE's 20,000 complete "
         "block sessions (loghub HDFS_v1 labels); **BGL** = `BGL_20k_sample` raw lines, drain3, 20-line windows; "
@@ -753,6 +789,15 @@ def render_report(suite: Suite, seconds: float, command: str) -> str:
         "distillation changed what.",
         "Ablations (no routing, no RAG, no dual verification, single round, static threshold) and the F1-vs-tau "
         "sweep are in [ablations.md](ablations.md) (`ray_jobs/ablations.py`, bundled pair).",
+        "",
+        "## Routing rules: the paper's and the tie-break (no training)",
+        "",
+        "The paper's s_k (min over a sequence's events of the max cosine to a source event) takes few distinct "
+        "values when a target's sequences share their least source-like event; with HDFS as the target they "
+        "all tie and tau = mean splits nothing. `routing.rule=tiebreak` (ours, used by the FusionLog rows) breaks "
+        "ties by the mean similarity. Anomaly counts per subset are evaluation only.",
+        "",
+        render_rules(suite.rule_checks),
         "",
         "## Router and distillation (FusionLog runs)",
         "",
@@ -828,8 +873,15 @@ def write_plot(aggs: list[dict], path: str | Path) -> Optional[Path]:
     return path
 
 
-def run_suite(path: str | Path, overrides: Optional[list[str]] = None) -> int:
-    """Run the suite described by ``path`` and write the results file and plot; returns an exit code."""
+RESULTS_JSON = "suite_rows.json"
+
+
+def run_suite(path: str | Path, overrides: Optional[list[str]] = None, render_only: bool = False) -> int:
+    """Run the suite described by ``path`` and write the results file and plot; returns an exit code.
+
+    ``render_only``: write the report again from ``<output_dir>/suite_rows.json`` of the last complete
+    run (after a change to the report, not to what it measures), without training anything.
+    """
     scfg = load_suite(path)
     suite = Suite(scfg, overrides)
     print(f"[suite] {len(scfg.pairs)} pairs x seeds {scfg.seeds}; methods {scfg.methods}; caps {scfg.overrides}; "
@@ -838,8 +890,10 @@ def run_suite(path: str | Path, overrides: Optional[list[str]] = None) -> int:
 
     def write(s: Suite, seconds: float, partial: bool = True) -> None:
         Path(s.out).mkdir(parents=True, exist_ok=True)
-        (s.out / "suite_rows.json").write_text(json.dumps(
+        (s.out / RESULTS_JSON).write_text(json.dumps(
             {"rows": s.rows, "routes": s.routes, "subsets": s.subsets, "teacher_checks": s.teacher_checks,
+             "rule_checks": s.rule_checks, "prepare_seconds": s.prepare_seconds, "skipped": s.skipped,
+             "run_info": s.run_info or {"date": _now(), "machine": _machine()},
              "seconds": seconds, "partial": partial}, indent=1, default=float))
         report = render_report(s, seconds, command)
         if partial:
@@ -848,6 +902,27 @@ def run_suite(path: str | Path, overrides: Optional[list[str]] = None) -> int:
         Path(scfg.results_md).write_text(report)
         write_plot(aggregate(s.rows), scfg.plot)
 
+    if render_only:
+        saved = suite.out / RESULTS_JSON
+        if not saved.is_file():
+            raise FileNotFoundError(f"{saved} not found: run the suite once before --render-only")
+        state = json.loads(saved.read_text())
+        if state.get("partial"):
+            raise FusionLogError(f"{saved} is from a suite that did not finish; rerun it")
+        for key in ("rows", "routes", "subsets", "teacher_checks", "rule_checks", "prepare_seconds", "skipped",
+                    "run_info"):
+            if key in state:
+                setattr(suite, key, state[key])
+        if not suite.run_info:  # rows saved before the run's date and machine were: the file's time, no machine
+            mtime = _dt.datetime.fromtimestamp(saved.stat().st_mtime, _dt.timezone.utc)
+            suite.run_info = {"date": mtime.strftime("%Y-%m-%d %H:%M UTC"),
+                              "machine": f"not saved with the rows; re-rendered on {_machine()}"}
+        if "rule_checks" not in state:  # written before the routing-rule table existed: cheap to compute now
+            for p in scfg.pairs:
+                suite.check_rules(list(p["sources"]), p["target"])
+        write(suite, state["seconds"], partial=False)
+        print(f"[suite] report written again from {saved}: {scfg.results_md} and {scfg.plot}", flush=True)
+        return 0
     suite.on_progress = write
     info = suite.run()
     write(suite, info["seconds"], partial=False)

@@ -118,3 +118,33 @@ def test_teacher_checks_average_over_seeds():
                "precision": p, "recall": 1.0, "f1": 0.5, "auroc": 0.9} for s, p in ((0, 0.4), (1, 0.6))]
     line = render_teacher_checks(checks).splitlines()[2]
     assert line == "| A->B | pca | A (source) | 10/2 | 2 | 0.500 ± 0.141 | 1.000 ± 0.000 | 0.500 ± 0.000 | 0.900 ± 0.000 |"
+
+
+def test_render_only_writes_the_report_again_from_saved_rows(tmp_path):
+    import json
+
+    from fusionlog.suite import run_suite
+
+    (tmp_path / "base.yaml").write_text("run: {seed: 0}\n")
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"base_config: base.yaml\nseeds: [0]\npairs: [{{sources: [A], target: B}}]\n"
+                     f"output_dir: {tmp_path / 'out'}\nresults_md: {tmp_path / 'r.md'}\nplot: {tmp_path / 'r.png'}\n")
+    with pytest.raises(FileNotFoundError, match="run the suite once"):
+        run_suite(suite, render_only=True)
+    (tmp_path / "out").mkdir()
+    rules = [{"pair": "A->B", "rule": r, "distinct_scores": d, "tau": 0.5, "general": g, "proprietary": 10 - g,
+              "general_anomalous": 1, "proprietary_anomalous": 1} for r, d, g in (("paper", 1, 10), ("tiebreak", 9, 6))]
+    state = {"rows": [_row("A->B", "keyword", 0, 0.5), _row("A->B", "fusionlog", 0, 0.6, teacher="pca")],
+             "routes": [], "subsets": [], "teacher_checks": [], "rule_checks": rules, "prepare_seconds": {"A_B": 1.0},
+             "skipped": [], "run_info": {"date": "2026-01-02 03:04 UTC", "machine": "box"}, "seconds": 60.0,
+             "partial": True}
+    (tmp_path / "out" / "suite_rows.json").write_text(json.dumps(state))
+    with pytest.raises(FusionLogError, match="did not finish"):
+        run_suite(suite, render_only=True)
+    state["partial"] = False
+    (tmp_path / "out" / "suite_rows.json").write_text(json.dumps(state))
+    assert run_suite(suite, render_only=True) == 0
+    md = (tmp_path / "r.md").read_text()
+    assert "- date: 2026-01-02 03:04 UTC; suite wall time 1.0 min (prepare: A_B 1.0 s)" in md
+    assert "- machine: box" in md and "| A->B | paper | 1 | 0.5000 | 10 (1) | 0 (1) |" in md
+    assert "| A->B | FusionLog (fused small model) | pca |" in md
