@@ -312,11 +312,11 @@ def render_paper(aggs: list[dict]) -> tuple[str, list[str]]:
 
 def teacher_name(lc) -> str:
     """How a teacher is named in the tables: ``keyword``, ``ensemble(keyword+pca)``, ``llama_cpp X (loglik)``."""
-    own = "" if lc.calibrate or lc.backend == "keyword" else ", own threshold"
+    own = not lc.calibrate and lc.backend != "keyword"  # the keyword rule has no threshold to calibrate
     if lc.backend == "ensemble":
-        return f"ensemble({'+'.join(lc.ensemble)}{own})"
+        return f"ensemble({'+'.join(lc.ensemble)}{', own threshold' if own else ''})"
     if own:
-        return f"{lc.backend} ({own[2:]})"
+        return f"{lc.backend} (own threshold)"
     if lc.backend == "llama_cpp":
         return f"llama_cpp {Path(lc.model_path).name or 'SmolLM2-135M-Instruct'} ({lc.mode})"
     return lc.backend
@@ -377,8 +377,11 @@ class Suite:
                      *self.extra]
         return load_config(self.s.base_config, overrides)
 
+    def run_path(self, pair: str, seed: int, method: str) -> Path:
+        return self.out / "runs" / _slug(pair) / f"seed{seed}" / method
+
     def run_dir(self, pair: str, seed: int, method: str) -> Path:
-        d = self.out / "runs" / _slug(pair) / f"seed{seed}" / method
+        d = self.run_path(pair, seed, method)
         if d.exists():  # a fresh run every time: never resume a previous suite's checkpoints
             shutil.rmtree(d)
         return d
@@ -446,7 +449,7 @@ class Suite:
         cfg = self.cfg(sources, target, seed, run_dir, "meta.method=meta", *more)
         teacher = teacher_name(cfg.llm)
         t0 = time.time()
-        shared = self.out / "runs" / _slug(pair) / f"seed{seed}" / "fusionlog" / "small"
+        shared = self.run_path(pair, seed, "fusionlog") / "small"
         reuse = method == "fusionlog_all" and "fusionlog" in self.s.methods and shared.is_dir()
         summary = train(cfg, skip_prepare=True, small_model=shared if reuse else None)  # same small model: reuse it
         seconds = time.time() - t0
@@ -493,10 +496,10 @@ class Suite:
         cfg = self.cfg(sources, target, 0, self.out / "scratch")
         src = np.vstack([load_system(cfg.data.output_dir, n, read_labels=False).vectors for n in sources])
         tgt = load_system(cfg.data.output_dir, target, read_labels=True)  # labels only for the anomaly counts below
+        y = tgt.labels == 1
         for rule in ("paper", "tiebreak"):
             cfg.routing.rule = rule
             r = route(tgt.sequences, tgt.vectors, src, cfg.routing)
-            y = tgt.labels == 1
             self.rule_checks.append({"pair": pair, "rule": rule, **r.summary(),
                                      "general_anomalous": int((y & r.general).sum()),
                                      "proprietary_anomalous": int((y & ~r.general).sum())})
