@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fusionlog.config import LLMConfig
-from fusionlog.llm import LabelRequest
+from fusionlog.config import LLMConfig, TeacherConfig
 from fusionlog.retrieval import MemoryStore, MilvusStore, Record
-from fusionlog.teachers import make_teacher
+from fusionlog.teachers import LabelRequest, make_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +59,7 @@ def bgl_requests(n: int) -> list[LabelRequest]:
 
 
 def bench_teacher(backend: str, n: int) -> dict:
-    teacher = make_teacher(LLMConfig(backend=backend))
+    teacher = make_teacher(TeacherConfig(kind=backend), LLMConfig())
     reqs = bgl_requests(2 * n + 1)
     t0 = time.perf_counter()
     teacher.fit([r.templates for r in reqs])  # the pca teacher models the population first; others ignore it
@@ -88,7 +87,7 @@ def main() -> None:
     rows.append(bench_teacher("semantic", 45))
     rows.append(bench_teacher("pca", 45))
     if args.llm:
-        rows.append(bench_teacher("llama_cpp", min(args.llm, 45)))
+        rows.append(bench_teacher("llm", min(args.llm, 45)))
     for r in rows:
         print(" | ".join(f"{k}={v}" for k, v in r.items()))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -262,10 +262,10 @@ def run_variant(variant: str, system_name: str, corpus: Path, run_dir: Path) -> 
             row["unmatched_added"] = None
         else:
             if variant.startswith("ray-"):
-                from fusionlog.prepare import ensure_ray
+                from fusionlog.ray_runtime import ensure_ray
 
                 t0 = time.perf_counter()
-                ensure_ray(cfg)
+                ensure_ray(cfg.ray, cfg.run.progress)
                 row["startup_s"] = time.perf_counter() - t0
                 row["driver_serial_s"] = serial = time_driver_steps()
                 t0 = time.perf_counter()

@@ -19,7 +19,9 @@ import time
 import urllib.request
 
 from fusionlog.config import LLMConfig
-from fusionlog.llm import Example, LabelRequest, default_model_path, make_backend
+from fusionlog.llm import make_llm
+from fusionlog.llm.llama_cpp import default_model_path
+from fusionlog.teachers import Example, LabelRequest
 
 FAILING = ["Receiving block <*> src: <*> dest: <*>", "java.io.IOException: Connection reset by peer",
            "PacketResponder <*> for block <*> terminating with exception", "machine check interrupt: fatal error"]
@@ -35,14 +37,14 @@ def requests(n: int) -> list[LabelRequest]:
 
 
 def measure(cfg: LLMConfig, reqs: list[LabelRequest]) -> dict:
-    backend = make_backend(cfg)
+    backend = make_llm(cfg)
     try:
         t = time.perf_counter()
         for r in reqs:
-            backend.label([r])
+            backend.answer([r])
         one = (time.perf_counter() - t) / len(reqs)
         t = time.perf_counter()
-        results = backend.label(reqs)
+        results = backend.answer(reqs)
         batched = (time.perf_counter() - t) / len(reqs)
     finally:
         backend.close()
@@ -68,7 +70,7 @@ def main() -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        proc = subprocess.Popen([sys.executable, "-m", "fusionlog.llm", "--model", str(default_model_path()),
+        proc = subprocess.Popen([sys.executable, "-m", "fusionlog.llm.server", "--model", str(default_model_path()),
                                  "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

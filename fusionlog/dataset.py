@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class SystemData:
+class PreparedSystem:
     """One system's event table and sequences; ``sequences`` index into ``event_ids``/``vectors``."""
 
     name: str
@@ -37,10 +37,10 @@ class SystemData:
     def __len__(self) -> int:
         return len(self.sequences)
 
-    def subset(self, rows: np.ndarray) -> "SystemData":
+    def subset(self, rows: np.ndarray) -> "PreparedSystem":
         """The same system restricted to ``rows`` (e.g. the general target sequences from routing)."""
         rows = np.asarray(rows, dtype=np.int64)
-        return SystemData(self.name, self.event_ids, self.templates, self.vectors,
+        return PreparedSystem(self.name, self.event_ids, self.templates, self.vectors,
                           [self.sequences[i] for i in rows], self.labels[rows], [self.seq_ids[i] for i in rows])
 
 
@@ -70,6 +70,11 @@ class TrainData:
     target_name: str
     counts: dict[str, int] = field(default_factory=dict)
 
+    def source_events(self) -> set[str]:
+        """Ids of the events that occur in a source sequence (the router's and serving's reference)."""
+        rows = np.unique(np.concatenate([*self.source_train, *self.source_val, np.zeros(0, np.int64)]))
+        return {self.table.event_ids[i] for i in rows.astype(np.int64)}
+
     def fingerprint(self) -> str:
         """Hash of everything training reads; part of the run name, so other data never resumes a run."""
         h = hashlib.sha256()
@@ -87,7 +92,7 @@ class TrainData:
 # ----------------------------------------------------------------------------- loading
 
 
-def load_system(prepared_dir: str | Path, name: str, read_labels: bool) -> SystemData:
+def load_prepared(prepared_dir: str | Path, name: str, read_labels: bool) -> PreparedSystem:
     """Read ``<prepared_dir>/<name>/{events,sequences}.parquet``.
 
     With ``read_labels=False`` the label column is not read and every label is -1: that is how a
@@ -133,11 +138,11 @@ def load_system(prepared_dir: str | Path, name: str, read_labels: bool) -> Syste
         labels = np.full(len(sequences), -1, dtype=np.int8)
     log.info("loaded %s: %d events (d=%d), %d sequences, labels %s", name, len(event_ids), vectors.shape[1],
              len(sequences), "read" if read_labels else "not read")
-    return SystemData(name, event_ids, events.column("template").to_pylist(), vectors, sequences, labels,
+    return PreparedSystem(name, event_ids, events.column("template").to_pylist(), vectors, sequences, labels,
                       seqs.column("seq_id").to_pylist())
 
 
-def merge_systems(systems: list[SystemData]) -> tuple[EventTable, list[SystemData]]:
+def merge_systems(systems: list[PreparedSystem]) -> tuple[EventTable, list[PreparedSystem]]:
     """One event table for sources + target, and the systems re-indexed into it.
 
     Event ids are hashes of the template text, so a template shared by two systems is one row.
@@ -164,7 +169,7 @@ def merge_systems(systems: list[SystemData]) -> tuple[EventTable, list[SystemDat
                 templates.append(template)
                 rows.append(system.vectors[i])
             remap[i] = index[event_id]
-        merged.append(SystemData(system.name, ids, templates, system.vectors, [remap[s] for s in system.sequences],
+        merged.append(PreparedSystem(system.name, ids, templates, system.vectors, [remap[s] for s in system.sequences],
                                  system.labels, system.seq_ids))
     vectors = np.stack(rows).astype(np.float32)
     for system in merged:
@@ -190,7 +195,7 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-def build_train_data(sources: list[SystemData], target: SystemData, val_fraction: float, seed: int,
+def build_train_data(sources: list[PreparedSystem], target: PreparedSystem, val_fraction: float, seed: int,
                      target_rows: Optional[np.ndarray] = None) -> TrainData:
     """Labelled source train/val + unlabelled target, on one merged event table.
 
@@ -237,8 +242,8 @@ def build_train_data(sources: list[SystemData], target: SystemData, val_fraction
 def load_train_data(prepared_dir: str | Path, sources: list[str], target: str, val_fraction: float, seed: int,
                     target_rows: Optional[np.ndarray] = None) -> TrainData:
     """Sources with labels, the target WITHOUT labels (never read), then ``build_train_data``."""
-    return build_train_data([load_system(prepared_dir, name, read_labels=True) for name in sources],
-                            load_system(prepared_dir, target, read_labels=False), val_fraction, seed, target_rows)
+    return build_train_data([load_prepared(prepared_dir, name, read_labels=True) for name in sources],
+                            load_prepared(prepared_dir, target, read_labels=False), val_fraction, seed, target_rows)
 
 
 def pad_batch(sequences: list[np.ndarray], pad_index: int, max_len: int) -> tuple[np.ndarray, np.ndarray, int]:

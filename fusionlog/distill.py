@@ -7,8 +7,7 @@ and the small model's confidence is at least epsilon(r).  The clean set fine-tun
 and joins K(r+1); the rest stays noisy.  After the last round the noisy leftovers take the LLM's
 label and fine-tune the model once more.  Each fine-tuning replays every clean sample so far
 (``distill.replay``, ours) and is skipped while they hold one class only.  Target labels never
-enter any decision here: the optional ``audit_labels`` only fill the per-round log (clean-label
-precision) for evaluation.
+enter this module.
 
 ``distill.scope=all`` (ours) puts every target sequence in the pool, general ones too: the router
 then only picks meta-learning's target side and K(0).  It is for a cheap teacher when the small
@@ -18,17 +17,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from fusionlog.config import DistillConfig, RetrievalConfig
 from fusionlog.dataset import pad_batch
-from fusionlog.llm import Example, LabelRequest, LabelResult, LLMBackend
 from fusionlog.meta import classification_loss, predict_proba
 from fusionlog.model import SmallModel
 from fusionlog.retrieval import Record, VectorStore, sequence_content, sequence_vectors
+from fusionlog.teachers import Example, LabelRequest, Teacher
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +121,6 @@ class RoundLog:
     llm_anomalous: int
     kb_size: int
     finetune_loss: float
-    clean_precision: Optional[float] = None  # evaluation only: share of clean pseudo-labels that are right
 
 
 @dataclass
@@ -157,8 +155,8 @@ def _requests(rows: np.ndarray, inp: DistillInputs, store: VectorStore, vecs: np
     return out
 
 
-def _ask(llm: LLMBackend, requests: list[LabelRequest], asked: dict[tuple, LabelResult]) -> list[LabelResult]:
-    """Label the requests, reusing a deterministic teacher's answer to an identical earlier request.
+def _ask(teacher: Teacher, requests: list[LabelRequest], asked: dict[tuple, tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, scores) for the requests, reusing a deterministic teacher's answer to an identical earlier request.
 
     A round that adds nothing to the knowledge base retrieves the same examples again, so the
     same prompt would be scored again; a sampling LLM (generate mode) is asked afresh instead.
@@ -167,25 +165,29 @@ def _ask(llm: LLMBackend, requests: list[LabelRequest], asked: dict[tuple, Label
         return (r.seq_id, tuple(r.templates), tuple((tuple(e.templates), e.label, round(e.confidence, 6))
                                                     for e in r.examples))
 
-    reuse = llm.deterministic
+    reuse = teacher.deterministic
     todo = [r for r in requests if not reuse or key(r) not in asked]
-    answers = _label_with_progress(llm, todo)
+    labels, scores = _label_with_progress(teacher, todo)
     if not reuse:
-        return answers
-    for r, a in zip(todo, answers):
-        asked[key(r)] = a
-    return [asked[key(r)] for r in requests]
+        return labels, scores
+    for r, y, p in zip(todo, labels, scores):
+        asked[key(r)] = (int(y), float(p))
+    answers = [asked[key(r)] for r in requests]
+    return (np.array([a[0] for a in answers], dtype=np.int8).reshape(-1),
+            np.array([a[1] for a in answers], dtype=np.float64).reshape(-1))
 
 
-def _label_with_progress(llm: LLMBackend, requests: list[LabelRequest]) -> list[LabelResult]:
+def _label_with_progress(teacher: Teacher, requests: list[LabelRequest]) -> tuple[np.ndarray, np.ndarray]:
     """The teacher's answers in about ten calls, logging progress (CPU LLMs take seconds a request)."""
     chunk = max(16, -(-len(requests) // 10))
-    out: list[LabelResult] = []
+    labels, scores = [np.zeros(0, np.int8)], [np.zeros(0)]
     for start in range(0, len(requests), chunk):
-        out.extend(llm.label(requests[start:start + chunk]))
+        y, p = teacher.label(requests[start:start + chunk])
+        labels.append(y)
+        scores.append(p)
         if len(requests) > chunk:
-            log.info("teacher: %d/%d sequences labelled", len(out), len(requests))
-    return out
+            log.info("teacher: %d/%d sequences labelled", min(start + chunk, len(requests)), len(requests))
+    return np.concatenate(labels), np.concatenate(scores)
 
 
 def _records(rows: np.ndarray, labels: np.ndarray, confidence: np.ndarray, inp: DistillInputs,
@@ -216,9 +218,8 @@ def _finetune_two_class(inp: DistillInputs, rows: list[int], labels, cfg: Distil
     return finetune(inp.model, [inp.sequences[i] for i in rows], labels, cfg, inp.max_len, seed)
 
 
-def distill(inp: DistillInputs, llm: LLMBackend, store: VectorStore, cfg: DistillConfig, rcfg: RetrievalConfig,
-            seed: int = 0, audit_labels: Optional[np.ndarray] = None,
-            on_round: Callable[[RoundLog], None] = lambda r: None) -> DistillResult:
+def distill(inp: DistillInputs, teacher: Teacher, store: VectorStore, cfg: DistillConfig, rcfg: RetrievalConfig,
+            seed: int = 0) -> DistillResult:
     """Algorithm 1, lines 19-38, on ``inp.model`` in place."""
     res = DistillResult()
     vecs = sequence_vectors(inp.sequences, inp.event_vectors)
@@ -229,7 +230,7 @@ def distill(inp: DistillInputs, llm: LLMBackend, store: VectorStore, cfg: Distil
     res.kb_initial = store.count()
     pool = np.arange(len(inp.sequences)) if cfg.scope == "all" else np.flatnonzero(~inp.general)
     res.pool_initial = len(pool)
-    llm.fit([[inp.templates[e] for e in seq] for seq in inp.sequences])  # statistical teachers model the target
+    teacher.fit([[inp.templates[e] for e in seq] for seq in inp.sequences])  # statistical teachers model the target
     if cfg.max_pool and len(pool) > cfg.max_pool:
         keep = np.sort(np.random.default_rng(seed).choice(pool, cfg.max_pool, replace=False))
         res.pool_capped = len(pool) - len(keep)
@@ -237,14 +238,13 @@ def distill(inp: DistillInputs, llm: LLMBackend, store: VectorStore, cfg: Distil
                     "small model's prediction", cfg.max_pool, len(keep), len(pool), res.pool_capped)
         pool = keep
     last_llm = np.full(len(inp.sequences), -1, dtype=np.int8)
-    asked: dict[tuple, LabelResult] = {}  # a deterministic teacher's answers, by request content
+    asked: dict[tuple, tuple[int, float]] = {}  # a deterministic teacher's answers, by request content
     tuned: dict[int, int] = {}  # sequence row -> pseudo-label, every clean sample so far (replayed when fine-tuning)
     for r, eps in enumerate(epsilon_schedule(cfg)):
         if not len(pool):
             log.info("round %d: the noisy pool is empty; stopping early", r)
             break
-        answers = _ask(llm, _requests(pool, inp, store, vecs, rcfg.top_k, cfg.use_rag), asked)
-        llm_labels = np.array([a.label for a in answers], dtype=np.int8)
+        llm_labels, _ = _ask(teacher, _requests(pool, inp, store, vecs, rcfg.top_k, cfg.use_rag), asked)
         last_llm[pool] = llm_labels
         probs, _ = predict_proba(inp.model, [inp.sequences[i] for i in pool], cfg.finetune_batch_size, inp.max_len)
         sm, sm_conf = sm_labels(probs, inp.threshold)
@@ -255,13 +255,9 @@ def distill(inp: DistillInputs, llm: LLMBackend, store: VectorStore, cfg: Distil
         store.add(_records(clean, llm_labels[clean_mask], sm_conf[clean_mask], inp, rcfg.max_content_events), vecs[clean])
         for i, y in zip(clean, llm_labels[clean_mask]):
             res.pseudo_labels[inp.seq_ids[i]] = int(y)
-        precision = None
-        if audit_labels is not None and len(clean):
-            precision = float(np.mean(audit_labels[clean] == llm_labels[clean_mask]))
         entry = RoundLog(r, eps, len(pool), len(clean), len(pool) - len(clean), int((llm_labels < 0).sum()),
-                         int((llm_labels == 1).sum()), store.count(), loss, precision)
+                         int((llm_labels == 1).sum()), store.count(), loss)
         res.rounds.append(entry)
-        on_round(entry)
         log.info("round %d: epsilon=%.2f pool=%d clean=%d noisy=%d kb=%d", r, eps, entry.pool, entry.clean,
                  entry.noisy, entry.kb_size)
         pool = pool[~clean_mask]

@@ -42,6 +42,13 @@ def tokenize(template: str) -> list[str]:
     return words
 
 
+def unit_rows(m: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float64) for cosine similarity; all-zero rows (no known word) stay zero."""
+    m = np.asarray(m, dtype=np.float64)
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
+
+
 def idf_weights(documents: Sequence[Sequence[str]]) -> dict[str, float]:
     """Smoothed IDF, ln((1+N)/(1+df)) + 1 (ours: keeps a word found in every event above zero)."""
     n = len(documents)

@@ -1,88 +1,80 @@
-"""Metrics with anomaly as the positive class (the paper's definitions), AUROC, threshold choice.
+"""The evaluator: the one place in the library that reads a target system's labels.
 
-Pure numpy functions: no torch, no Ray, no sklearn. Labels are 1 anomalous, 0 normal, -1 unknown;
-functions that take labels refuse -1, and ``results_row`` drops and counts them.
+Training, routing, distillation and every threshold read none (a target is loaded with
+``read_labels=False``, and ``TrainData`` has no field for its labels); experiments, the CLI's
+``evaluate`` and the zero-label tests come here after a model or teacher has decided. Rows carry the
+paper's metrics (anomaly = positive class), AUROC, and the data sizes beside them.
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import numpy as np
 
-
-def _check(y_true: np.ndarray, other: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-    y_true = np.asarray(y_true).astype(np.int64)
-    other = np.asarray(other)
-    if y_true.shape != other.shape or y_true.ndim != 1:
-        raise ValueError(f"labels and {what} must be 1-D of the same length, got {y_true.shape} and {other.shape}")
-    bad = set(np.unique(y_true).tolist()) - {0, 1}
-    if bad:
-        raise ValueError(f"labels {sorted(bad)}; allowed: 0 (normal), 1 (anomalous)")
-    return y_true, other
+from fusionlog.dataset import PreparedSystem, load_prepared
+from fusionlog.metrics import auroc, precision_recall_f1
 
 
-def precision_recall_f1(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """P = TP/(TP+FP), R = TP/(TP+FN), F1 = 2PR/(P+R) over sequences (FusionLog §IV-A); 0 when undefined."""
-    y_true, y_pred = _check(y_true, y_pred, "predictions")
-    y_pred = y_pred.astype(np.int64)
-    tp = int(((y_pred == 1) & (y_true == 1)).sum())
-    fp = int(((y_pred == 1) & (y_true == 0)).sum())
-    fn = int(((y_pred == 0) & (y_true == 1)).sum())
-    tn = int(((y_pred == 0) & (y_true == 0)).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
-
-
-def auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve via the Mann-Whitney U statistic, ties counted half."""
-    y_true, scores = _check(y_true, scores, "scores")
-    n_pos = int(y_true.sum())
-    n_neg = len(y_true) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"AUROC needs both classes; got {n_pos} anomalous and {n_neg} normal")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(len(scores), dtype=np.float64)
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    average = first + (counts + 1) / 2.0  # 1-based average rank of each tie group
-    ranks[order] = np.repeat(average, counts)
-    u = ranks[y_true == 1].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
-
-
-def choose_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """The threshold with the best F1 on SOURCE validation (never on target labels).
-
-    Candidates are the distinct scores (predict anomalous when score >= t); the chosen one is moved
-    halfway to the next lower score, so unseen data slightly below the last caught positive still
-    counts. Ties in F1 go to the highest threshold.
-    """
-    y_true, scores = _check(y_true, scores, "scores")
-    if y_true.sum() == 0:
-        raise ValueError("choose_threshold: no anomalous sequences in the validation labels")
-    order = np.argsort(-scores, kind="mergesort")
-    s, y = scores[order], y_true[order]
-    tp = np.cumsum(y)
-    fp = np.cumsum(1 - y)
-    last = np.r_[s[1:] != s[:-1], True]  # last position of each distinct score
-    tp, fp, cand = tp[last], fp[last], s[last]
-    f1 = 2 * tp / (2 * tp + fp + (y.sum() - tp))
-    best = int(np.argmax(f1))
-    if best + 1 < len(cand):
-        return float((cand[best] + cand[best + 1]) / 2.0)
-    return float(cand[best])
+def load_labelled(prepared_dir: str | Path, name: str) -> PreparedSystem:
+    """A prepared system WITH its labels: for evaluation, and for references that say they are not zero-label."""
+    return load_prepared(prepared_dir, name, read_labels=True)
 
 
 def results_row(pair: str, method: str, y_true: np.ndarray, scores: np.ndarray, threshold: float,
-                sizes: dict[str, int]) -> dict:
-    """One row of the per-pair table: the paper's metrics + AUROC, with the data sizes beside them."""
+                sizes: Optional[dict] = None) -> dict:
+    """One row of the per-pair table: the paper's metrics + AUROC; unlabelled sequences dropped and counted."""
     y_true = np.asarray(y_true).astype(np.int64)
     scores = np.asarray(scores, dtype=np.float64)
     known = y_true >= 0
     y, p = y_true[known], scores[known]
-    row = {"pair": pair, "method": method, "threshold": float(threshold), **sizes,
+    row = {"pair": pair, "method": method, "threshold": float(threshold), **(sizes or {}),
            "evaluated": int(known.sum()), "unlabelled_skipped": int((~known).sum()),
            "anomalous": int(y.sum())}
     row.update(precision_recall_f1(y, (p >= threshold).astype(np.int64)))
     row["auroc"] = auroc(y, p) if 0 < y.sum() < len(y) else float("nan")
     return row
+
+
+class Evaluator:
+    """A target's labels, loaded once and only ever compared with scores here (never handed out)."""
+
+    def __init__(self, prepared_dir: str | Path, target: str):
+        self.target = target
+        self._labels = load_labelled(prepared_dir, target).labels
+
+    def row(self, scores: np.ndarray, threshold: float, pair: str, method: str, sizes: Optional[dict] = None,
+            rows: Optional[np.ndarray] = None) -> dict:
+        """Scores per target sequence (in prepared order) against the labels; ``rows`` picks a subset."""
+        scores = np.asarray(scores, dtype=np.float64)
+        if len(scores) != len(self._labels):
+            raise ValueError(f"{len(scores)} scores for the {len(self._labels)} sequences of {self.target}")
+        labels = self._labels
+        if rows is not None:
+            labels, scores = labels[rows], scores[rows]
+        return results_row(pair, method, labels, scores, threshold,
+                           {"target_sequences": len(self._labels), **(sizes or {})})
+
+
+def evaluate_scores(prepared_dir: str | Path, target: str, scores: np.ndarray, threshold: float, pair: str,
+                    method: str, sizes: Optional[dict] = None, rows: Optional[np.ndarray] = None) -> dict:
+    """One results row for scores of a prepared target (see ``Evaluator.row``)."""
+    return Evaluator(prepared_dir, target).row(scores, threshold, pair, method, sizes, rows)
+
+
+def evaluate_artifact(path: str | Path, prepared_dir: str | Path, target: Optional[str] = None,
+                      batch_size: int = 256) -> dict:
+    """A model artifact's results row on a prepared target (the CLI's ``fusionlog evaluate``)."""
+    from fusionlog.artifact import load_artifact
+    from fusionlog.scoring import Scorer
+
+    path = Path(path)
+    scorer = Scorer(load_artifact(path), path)
+    art = scorer.artifact
+    target = target or art.summary["target"]
+    probs, dropped = scorer.score_system(load_prepared(prepared_dir, target, read_labels=False), batch_size)
+    sizes = {**{f"train_{k}": v for k, v in art.summary["data_counts"].items()}, **dropped,
+             "threshold_chosen_on": art.summary.get("threshold_chosen_on", "source-val")}
+    pair = f"{'+'.join(art.summary['sources'])}->{target}"
+    method = art.summary.get("method") or art.config["meta"]["method"]
+    return evaluate_scores(prepared_dir, target, probs, art.threshold, pair, method, sizes)

@@ -31,9 +31,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from fusionlog.config import FusionLogConfig, MetaConfig
+from fusionlog.config import FusionLogConfig, MetaConfig, TrainConfig
 from fusionlog.dataset import TrainData, pad_batch
-from fusionlog.evaluate import auroc, choose_threshold, precision_recall_f1
+from fusionlog.metrics import auroc, best_f1_threshold, precision_recall_f1
 from fusionlog.model import SmallModel
 
 log = logging.getLogger(__name__)
@@ -293,12 +293,12 @@ def predict_proba(model: SmallModel, sequences: list[np.ndarray], batch_size: in
     return probs, truncated
 
 
-def validate_source(model: SmallModel, data: TrainData, cfg: FusionLogConfig,
+def validate_source(model: SmallModel, data: TrainData, batch_size: int, max_len: int,
                     device: torch.device | str) -> dict[str, float]:
     """F1 (at the threshold chosen here) and AUROC on held-out SOURCE sequences only."""
-    probs, truncated = predict_proba(model, data.source_val, cfg.train.eval_batch_size, cfg.model.max_len, device)
+    probs, truncated = predict_proba(model, data.source_val, batch_size, max_len, device)
     labels = data.source_val_labels
-    threshold = choose_threshold(labels, probs)
+    threshold = best_f1_threshold(labels, probs)
     scores = precision_recall_f1(labels, (probs >= threshold).astype(np.int64))
     return {"val_f1": scores["f1"], "val_precision": scores["precision"], "val_recall": scores["recall"],
             "val_auroc": auroc(labels, probs), "threshold": threshold, "val_truncated": truncated}
@@ -321,19 +321,18 @@ def resolve_pos_weight(pos_weight: float, labels: np.ndarray) -> float:
     return float((labels == 0).sum() / max(1, (labels == 1).sum()))
 
 
-def steps_per_epoch(cfg: FusionLogConfig, n_source_train: int, world_size: int) -> int:
+def steps_per_epoch(tcfg: TrainConfig, m: MetaConfig, n_source_train: int, world_size: int) -> int:
     """Configured, or enough steps (over all workers) to draw each source-train sequence about once."""
-    if cfg.train.steps_per_epoch:
-        return cfg.train.steps_per_epoch
-    m = cfg.meta
+    if tcfg.steps_per_epoch:
+        return tcfg.steps_per_epoch
     per_step = m.tasks_per_step * (m.support_size + m.query_size) if m.method == "meta" else m.batch_size
     return max(1, math.ceil(n_source_train / (per_step * world_size)))
 
 
-def _selection_key(metrics: dict, cfg: FusionLogConfig) -> tuple[float, float]:
+def _selection_key(metrics: dict, select_metric: str) -> tuple[float, float]:
     """Source-val ``train.select_metric`` first; ties (common for F1 on small val sets) go to the other one."""
-    other = "auroc" if cfg.train.select_metric == "f1" else "f1"
-    return metrics[f"val_{cfg.train.select_metric}"], metrics[f"val_{other}"]
+    other = "auroc" if select_metric == "f1" else "f1"
+    return metrics[f"val_{select_metric}"], metrics[f"val_{other}"]
 
 
 def train_loop(cfg: FusionLogConfig, data: TrainData, report: Report, resume: Optional[dict] = None,
@@ -357,7 +356,7 @@ def train_loop(cfg: FusionLogConfig, data: TrainData, report: Report, resume: Op
             opt.load_state_dict(resume["optimizers"][name])
         start_epoch, best, history = resume["epoch"] + 1, resume["best"], resume["history"]
         log.info("resuming after epoch %d", resume["epoch"])
-    steps = steps_per_epoch(cfg, len(data.source_train), world_size)
+    steps = steps_per_epoch(cfg.train, cfg.meta, len(data.source_train), world_size)
     log.info("training %s: %d epochs x %d steps, %d workers, pos_weight %.3g, data %s", cfg.meta.method,
              cfg.train.epochs, steps, world_size, pos_weight, data.counts)
 
@@ -387,8 +386,9 @@ def train_loop(cfg: FusionLogConfig, data: TrainData, report: Report, resume: Op
         metrics = {"epoch": epoch, "train_truncated": truncated,
                    **{k: float(np.mean([s[k] for s in stats])) for k in stats[0]}}
         if rank == 0:  # validation is rank 0's job; only its metrics and checkpoint are kept
-            metrics.update(validate_source(model, data, cfg, device))
-            if best is None or _selection_key(metrics, cfg) > _selection_key(best["metrics"], cfg):
+            metrics.update(validate_source(model, data, cfg.train.eval_batch_size, cfg.model.max_len, device))
+            key = cfg.train.select_metric
+            if best is None or _selection_key(metrics, key) > _selection_key(best["metrics"], key):
                 best = {"epoch": epoch, "metrics": dict(metrics),
                         "model": copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})}
             history.append(metrics)

@@ -29,6 +29,7 @@ from fusionlog.systems import format_regex
 
 log = logging.getLogger(__name__)
 
+DRAIN_STATE = "drain3_state.bin"  # the saved drain3 state, in prepared/<system>/ and in model artifacts
 SKIP_REASONS = ("empty_line", "undecodable", "binary", "line_too_long", "format_mismatch")
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -72,15 +73,16 @@ def read_chunks(paths: Sequence[str], chunk_lines: int, max_lines: int = 0) -> I
             raws.append(raw)
             total += 1
             if len(raws) == chunk_lines:
-                yield _chunk(files, lines, raws)
+                yield raw_table(files, lines, raws)
                 files, lines, raws = [], [], []
         if raws:
-            yield _chunk(files, lines, raws)
+            yield raw_table(files, lines, raws)
         if max_lines and total >= max_lines:
             return
 
 
-def _chunk(files: list[int], lines: list[int], raws: list[bytes]) -> pa.Table:
+def raw_table(files: Sequence[int], lines: Sequence[int], raws: Sequence[bytes]) -> pa.Table:
+    """The reader's table of raw lines: ``file`` (index into paths), ``line`` (1-based), ``raw`` bytes."""
     return pa.table({"file": pa.array(files, pa.int32()), "line": pa.array(lines, pa.int64()),
                      "raw": pa.array(raws, pa.binary())})
 

@@ -1,7 +1,7 @@
 """FusionLog end to end (Algorithm 1): prepare -> route -> small model -> distill -> fused artifact.
 
-Reads top to bottom like a recipe. The target system is loaded without its labels; the only
-place target labels are read is ``fusionlog.artifact.evaluate_artifact`` (the evaluator).
+Reads top to bottom like a recipe. The target system is loaded without its labels; the only place
+target labels are read is ``fusionlog.evaluate`` (the evaluator).
 """
 from __future__ import annotations
 
@@ -9,33 +9,32 @@ import json
 import logging
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fusionlog.artifact import load_artifact, save_artifact
-from fusionlog.config import FusionLogConfig, FusionLogError, to_dict
-from fusionlog.dataset import build_train_data, load_system
+from fusionlog.artifact import KNOWLEDGE_BASE, ROUTING, Artifact, load_artifact, save_artifact
+from fusionlog.config import FusionLogConfig, FusionLogError, TeacherConfig, to_dict
+from fusionlog.dataset import PreparedSystem, TrainData, build_train_data, load_prepared
 from fusionlog.distill import DistillInputs, distill
-from fusionlog.evaluate import precision_recall_f1
-from fusionlog.prepare import ensure_ray, prepare
+from fusionlog.metrics import best_f1_threshold, precision_recall_f1
+from fusionlog.parsing import DRAIN_STATE
+from fusionlog.prepare import prepare
+from fusionlog.ray_runtime import ensure_ray
 from fusionlog.retrieval import make_store, write_knowledge_base
-from fusionlog.routing import route
-from fusionlog.teachers import make_teacher
+from fusionlog.routing import RoutingResult, route
+from fusionlog.teachers import LabelRequest, Teacher, make_teacher
 
 log = logging.getLogger(__name__)
 
-ROUTING_FILE = "routing.parquet"
-DRAIN_STATE = "drain3_state.bin"
-KNOWLEDGE_BASE = "knowledge_base.parquet"
 
-
-def route_target(cfg: FusionLogConfig):
+def route_target(cfg: FusionLogConfig) -> tuple[list[PreparedSystem], PreparedSystem, RoutingResult]:
     """Phase I: load sources (labelled) and target (labels never read) and split the target."""
     prepared = cfg.data.output_dir
-    sources = [load_system(prepared, name, read_labels=True) for name in cfg.data.sources]
-    target = load_system(prepared, cfg.data.target, read_labels=False)
+    sources = [load_prepared(prepared, name, read_labels=True) for name in cfg.data.sources]
+    target = load_prepared(prepared, cfg.data.target, read_labels=False)
     dims = {s.name: s.dim for s in [*sources, target]}
     if len(set(dims.values())) != 1:
         raise FusionLogError(f"embedding dimensions differ between systems: {dims}; prepare them together")
@@ -44,77 +43,72 @@ def route_target(cfg: FusionLogConfig):
     return sources, target, routing
 
 
-def write_routing(out: Path, target, routing) -> None:
+def write_routing(out: Path, target: PreparedSystem, routing: RoutingResult) -> None:
     """Per target sequence: s_k, general or not, and its bottleneck event (for results and serving)."""
     pq.write_table(pa.table({
         "seq_id": target.seq_ids, "score": routing.scores, "general": routing.general,
         "bottleneck_event": [target.event_ids[i] if i >= 0 else "" for i in routing.bottleneck],
-    }), out / ROUTING_FILE)
+    }), out / ROUTING)
 
 
-def calibrate_teacher(teacher, cfg: FusionLogConfig, templates: list[str], data) -> dict:
-    """Set the teacher's p(anomalous) threshold on labelled SOURCE-val sequences (never target labels).
+def calibrate_teacher(teacher: Teacher, cfg: TeacherConfig, templates: list[str], data: TrainData, system: str,
+                      seed: int) -> dict:
+    """Set the teacher's threshold on labelled SOURCE-val sequences (never target labels).
 
-    ``templates`` is the text of each row of ``data``'s event table.
+    ``templates`` is the text of each row of ``data``'s event table; ``system`` names the source(s).
     """
-    from fusionlog.llm import LabelRequest, calibrate_threshold
-
-    if not cfg.llm.calibrate or not teacher.calibratable or not len(data.source_val):
-        return {"calibrated": False, "threshold": getattr(teacher, "threshold", None)}
+    if not cfg.calibrate or not teacher.calibratable or not len(data.source_val):
+        return {"calibrated": False, "threshold": teacher.threshold}
     labels = data.source_val_labels
-    n = cfg.llm.calibration_samples
+    n = cfg.calibration_samples
     if n == 0 or n >= len(labels):  # all of source-val, at its own class balance
         rows = np.arange(len(labels))
     else:  # a sample, half anomalous, so a few dozen LLM requests still see both classes
-        rng = np.random.default_rng(cfg.run.seed)
+        rng = np.random.default_rng(seed)
         pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
         n_pos = min(len(pos), max(1, n // 2))
         rows = np.concatenate([rng.choice(pos, n_pos, replace=False),
                                rng.choice(neg, min(len(neg), n - n_pos), replace=False)])
-    system = "+".join(cfg.data.sources)
     teacher.fit([[templates[e] for e in seq] for seq in [*data.source_train, *data.source_val]])
-    reqs = [LabelRequest(f"cal-{i}", system, [templates[e] for e in data.source_val[i]], []) for i in rows]
-    answers = teacher.label(reqs)
-    p = np.array([a.p_anomalous for a in answers], dtype=np.float64)
+    _, p = teacher.label([LabelRequest(f"cal-{i}", system, [templates[e] for e in data.source_val[i]], [])
+                          for i in rows])
     ok = np.isfinite(p)
-    threshold = calibrate_threshold(p[ok], labels[rows][ok])
-    teacher.set_threshold(threshold)
-    own = precision_recall_f1(labels[rows][ok], (p[ok] >= threshold).astype(np.int64))
-    return {"calibrated": True, "samples": int(ok.sum()), "threshold": threshold,
+    teacher.threshold = best_f1_threshold(labels[rows][ok], p[ok])
+    own = precision_recall_f1(labels[rows][ok], (p[ok] >= teacher.threshold).astype(np.int64))
+    return {"calibrated": True, "samples": int(ok.sum()), "threshold": teacher.threshold,
             "source_precision": own["precision"], "source_recall": own["recall"]}
 
 
-def export_parsing_state(cfg: FusionLogConfig, artifact_dir: Path) -> None:
+def export_parsing_state(prepared_dir: str | Path, target: str, artifact_dir: Path) -> None:
     """Copy the target's drain3 state into an artifact, so serving parses raw lines with the same templates."""
-    state = Path(cfg.data.output_dir) / cfg.data.target / DRAIN_STATE
+    state = Path(prepared_dir) / target / DRAIN_STATE
     if state.is_file():
         shutil.copy(state, Path(artifact_dir) / DRAIN_STATE)
     else:
         log.warning("%s not found (pre-parsed sessions?): the artifact will score template sequences only", state)
 
 
-def fused_threshold(art, sequences, seq_ids, pseudo_labels: dict, cfg: FusionLogConfig) -> dict:
-    """The fused model's decision threshold.
+def fused_threshold(art: Artifact, sequences: list[np.ndarray], seq_ids: list[str], pseudo_labels: dict,
+                    rule: str, batch_size: int) -> dict:
+    """The fused model's decision threshold (``distill.threshold``).
 
     The small model's threshold was chosen on source-val before distillation; fine-tuning on the
-    target's pseudo-labels moves its scores, so by default (``distill.threshold=pseudo``) the
-    threshold is chosen again, as the best F1 against those pseudo-labels. No target label is read.
+    target's pseudo-labels moves its scores, so by default (``pseudo``) the threshold is chosen again,
+    as the best F1 against those pseudo-labels. No target label is read.
     """
-    from fusionlog.evaluate import choose_threshold
-
     keep = {"value": art.threshold, "chosen_on": "source-val"}
-    if cfg.distill.threshold == "source" or not pseudo_labels:
+    if rule == "source" or not pseudo_labels:
         return keep
     rows = [i for i, s in enumerate(seq_ids) if s in pseudo_labels]
     y = np.array([pseudo_labels[seq_ids[i]] for i in rows], dtype=np.int64)
     if y.min() == y.max():
         log.info("pseudo-labels hold one class only: keeping the source-val threshold")
         return keep
-    probs, _ = art.score([sequences[i] for i in rows], cfg.train.eval_batch_size)
-    return {"value": choose_threshold(y, probs), "chosen_on": f"{len(rows)} pseudo-labelled target sequences"}
+    probs, _ = art.score([sequences[i] for i in rows], batch_size)
+    return {"value": best_f1_threshold(y, probs), "chosen_on": f"{len(rows)} pseudo-labelled target sequences"}
 
 
-def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: str | Path | None = None) -> dict:
+def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: Optional[str | Path] = None) -> dict:
     """Run FusionLog and write the fused artifact to ``<run.output_dir>/fused``; returns the summary.
 
     ``small_model``: the artifact of a small model this very config and data already trained (e.g. a
@@ -130,7 +124,7 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: str | P
     if not len(general):
         raise FusionLogError("routing left no general target sequences for meta-learning; lower routing.tau")
     data = build_train_data(sources, target, cfg.train.val_fraction, cfg.run.seed, target_rows=general)
-    ensure_ray(cfg)
+    ensure_ray(cfg.ray, cfg.run.progress)
     if small_model is None:
         small_model = fit_small(cfg, data, artifact_dir=out / "small").artifact_dir
     else:
@@ -146,17 +140,18 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: str | P
     fused.mkdir(parents=True, exist_ok=True)
     if cfg.distill.enabled and (routing.proprietary.any() or cfg.distill.scope == "all"):
         sequences, summary["unknown_events_dropped"] = art.reindex(target)
-        teacher = make_teacher(cfg.llm, cfg.embedding.minilm_path)
+        teacher = make_teacher(cfg.teacher, cfg.llm, cfg.embedding.minilm_path)
         store = make_store(cfg.retrieval, art.table.vectors.shape[1], str(out))
         try:
-            summary["teacher"] = {"backend": cfg.llm.backend, "mode": cfg.llm.mode,
-                                  **calibrate_teacher(teacher, cfg, art.table.templates, data)}
+            summary["teacher"] = {"kind": cfg.teacher.kind, **calibrate_teacher(
+                teacher, cfg.teacher, art.table.templates, data, "+".join(cfg.data.sources), cfg.run.seed)}
             inputs = DistillInputs(art.model, art.threshold, art.table.vectors, art.table.templates, sequences,
                                    target.seq_ids, routing.general, target.name, cfg.model.max_len)
             result = distill(inputs, teacher, store, cfg.distill, cfg.retrieval, seed=cfg.run.seed)
             summary["distill"] = result.to_dict()
-            summary["threshold"] = fused_threshold(art, sequences, target.seq_ids, result.pseudo_labels, cfg)
-            summary["teacher"]["stats"] = dict(getattr(teacher, "stats", {}))
+            summary["threshold"] = fused_threshold(art, sequences, target.seq_ids, result.pseudo_labels,
+                                                   cfg.distill.threshold, cfg.train.eval_batch_size)
+            summary["teacher"]["stats"] = dict(teacher.stats)
             write_knowledge_base(fused / KNOWLEDGE_BASE, store)
         finally:
             store.close()
@@ -165,12 +160,12 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: str | P
         log.info("no proprietary target sequences: nothing to distill")
 
     source_events = {e for s in sources for e in s.event_ids}
-    threshold = (summary.get("threshold") or {}).get("value", art.threshold)
+    threshold = summary.get("threshold") or {"value": art.threshold, "chosen_on": "source-val"}
     save_artifact(fused, art.model.state_dict(), to_dict(cfg), art.table,
-                  {**art.summary, "threshold": threshold, "fusion": summary, "method": "fusionlog"},
-                  source_events=source_events)
+                  {**art.summary, "threshold": threshold["value"], "threshold_chosen_on": threshold["chosen_on"],
+                   "fusion": summary, "method": "fusionlog"}, source_events)
     write_routing(fused, target, routing)
-    export_parsing_state(cfg, fused)
+    export_parsing_state(cfg.data.output_dir, cfg.data.target, fused)
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     log.info("fused artifact in %s", fused)
     return {**summary, "artifact": str(fused)}

@@ -19,9 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from fusionlog.config import FusionLogConfig, FusionLogError, SystemConfig, to_dict
+from fusionlog.config import FusionLogConfig, FusionLogError, ParsingConfig, RayConfig, SystemConfig, to_dict
 from fusionlog.embedding import embed_templates
-from fusionlog.parsing import parse_parallel, parse_sequential, save_miner, skip_counts
+from fusionlog.parsing import DRAIN_STATE, parse_parallel, parse_sequential, save_miner, skip_counts
+from fusionlog.ray_runtime import ensure_ray
 from fusionlog.sequences import Sequences, event_counts, group_lines
 from fusionlog.sessions import load_sessions
 
@@ -52,44 +53,31 @@ class SystemManifest:
 
 
 @dataclass
-class SystemData:
+class IngestedSystem:
     templates: dict[str, str]
     sequences: Sequences
     manifest: SystemManifest
+    miner: object = None  # drain3 TemplateMiner of the raw inputs (None for sessions only)
 
 
-def ensure_ray(cfg: FusionLogConfig) -> None:
-    """Start local Ray (or join cfg.ray.address) once; quiet progress bars when asked."""
-    import ray
-
-    if not ray.is_initialized():
-        kwargs = {"address": cfg.ray.address} if cfg.ray.address else (
-            {"num_cpus": cfg.ray.num_cpus} if cfg.ray.num_cpus else {})
-        ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = cfg.run.progress
-    ctx.print_on_execution_start = cfg.run.progress
-    if not cfg.run.progress:
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-
-
-def load_system(system: SystemConfig, cfg: FusionLogConfig) -> SystemData:
-    """Parse the raw inputs and read the session inputs of one system."""
+def ingest_system(system: SystemConfig, parsing: ParsingConfig, ray_cfg: RayConfig, progress: bool) -> IngestedSystem:
+    """Parse the raw inputs and read the session inputs of one system; nothing is written here."""
     t0 = time.time()
     man = SystemManifest(system=system.name)
     templates: dict[str, str] = {}
     seqs = Sequences()
+    miner = None
     raw = [s.path for s in system.inputs if s.shape == "raw"]
     if raw:
         for p in raw:
             if not Path(p).is_file():
                 raise FileNotFoundError(f"data.systems.{system.name}: input file not found: {p}")
-        if cfg.parsing.parallel:
-            ensure_ray(cfg)
-            result = parse_parallel(raw, system, cfg.parsing, cfg.ray.num_workers)
-            man.parse_mode = f"ray-data x{cfg.ray.num_workers}"
+        if parsing.parallel:
+            ensure_ray(ray_cfg, progress)
+            result = parse_parallel(raw, system, parsing, ray_cfg.num_workers)
+            man.parse_mode = f"ray-data x{ray_cfg.num_workers}"
         else:
-            result = parse_sequential(raw, system, cfg.parsing)
+            result = parse_sequential(raw, system, parsing)
             man.parse_mode = "sequential"
         man.raw_files = raw
         man.lines_read = result.table.num_rows
@@ -103,9 +91,7 @@ def load_system(system: SystemConfig, cfg: FusionLogConfig) -> SystemData:
         man.grouping = asdict(report)
         templates.update(result.templates)
         seqs.extend(raw_seqs)
-        system_dir = Path(cfg.data.output_dir) / system.name
-        system_dir.mkdir(parents=True, exist_ok=True)
-        save_miner(result.miner, system_dir / "drain3_state.bin")
+        miner = result.miner
     seen: set[str] = set(seqs.seq_ids)
     skipped: Counter = Counter()
     for spec in system.inputs:
@@ -125,10 +111,10 @@ def load_system(system: SystemConfig, cfg: FusionLogConfig) -> SystemData:
     stats = seqs.stats()
     man.anomalous, man.normal, man.unlabelled = stats["anomalous"], stats["normal"], stats["unlabelled"]
     man.seconds = round(time.time() - t0, 2)
-    return SystemData(templates, seqs, man)
+    return IngestedSystem(templates, seqs, man, miner)
 
 
-def write_system(out_dir: Path, data: SystemData, vectors: dict[str, list[float]]) -> None:
+def write_system(out_dir: Path, data: IngestedSystem, vectors: dict[str, list[float]]) -> None:
     counts = event_counts(data.sequences)
     ids = sorted(counts)
     events = pa.table({
@@ -139,6 +125,8 @@ def write_system(out_dir: Path, data: SystemData, vectors: dict[str, list[float]
     out_dir.mkdir(parents=True, exist_ok=True)
     pq.write_table(events, out_dir / "events.parquet")
     pq.write_table(data.sequences.to_arrow(), out_dir / "sequences.parquet")
+    if data.miner is not None:
+        save_miner(data.miner, out_dir / DRAIN_STATE)
     (out_dir / "manifest.json").write_text(json.dumps(asdict(data.manifest), indent=2) + "\n")
 
 
@@ -148,10 +136,10 @@ def prepare(cfg: FusionLogConfig) -> dict:
     out = Path(cfg.data.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    loaded: dict[str, SystemData] = {}
+    loaded: dict[str, IngestedSystem] = {}
     for name in names:
         log.info("preparing %s", name)
-        loaded[name] = load_system(cfg.data.systems[name], cfg)
+        loaded[name] = ingest_system(cfg.data.systems[name], cfg.parsing, cfg.ray, cfg.run.progress)
         m = loaded[name].manifest
         log.info("%s: %d lines read, %d parsed, skipped %s; %d sessions rows; %d sequences (%d anomalous), %d events",
                  name, m.lines_read, m.lines_parsed, m.lines_skipped or "none", m.session_rows_read,

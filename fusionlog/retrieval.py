@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from fusionlog.config import FusionLogError, RetrievalConfig
-from fusionlog.routing import unit_rows
+from fusionlog.embedding import unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -192,5 +192,22 @@ def write_knowledge_base(path: Path, store: VectorStore) -> int:
                       "label": pa.array([r.label for r in records], pa.int8()),
                       "confidence": [r.confidence for r in records],
                       "vector": pa.array([v.tolist() for v in vectors], pa.list_(pa.float32()))})
-    pq.write_table(table.replace_schema_metadata({"fusionlog.vector": "mean_event"}), path)
+    pq.write_table(table, path)
     return len(records)
+
+
+def read_knowledge_base(path: Path) -> MemoryStore:
+    """The Parquet export as an in-memory store (serving reads it; a Milvus Lite file allows one process only)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    missing = [c for c in ("seq_id", "content", "label", "confidence", "vector") if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; has {', '.join(table.column_names)}")
+    store = MemoryStore()
+    if table.num_rows == 0:
+        return store
+    records = [Record(r["seq_id"], r["content"], int(r["label"]), float(r["confidence"]))
+               for r in table.drop_columns(["vector"]).to_pylist()]
+    store.add(records, np.asarray(table.column("vector").to_pylist(), dtype=np.float32).reshape(len(records), -1))
+    return store

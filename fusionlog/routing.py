@@ -11,15 +11,9 @@ from typing import Sequence
 import numpy as np
 
 from fusionlog.config import RoutingConfig
+from fusionlog.embedding import unit_rows
 
 TIEBREAK_SPAN = 1e-3  # ours: the tie-breaker moves a score by at most this, so s_k stays a similarity
-
-
-def unit_rows(m: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; all-zero rows (events with no known word) stay zero."""
-    m = np.asarray(m, dtype=np.float64)
-    norms = np.linalg.norm(m, axis=1, keepdims=True)
-    return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
 
 
 def event_similarity(target_vectors: np.ndarray, source_vectors: np.ndarray) -> np.ndarray:

@@ -133,15 +133,17 @@ def group_lines(table: pa.Table, system: SystemConfig, paths: Seq[str]) -> tuple
     return seqs, report
 
 
-def _order(members: list[dict]) -> list[dict]:
-    """File order, then time where every member has one (stable, so ties keep file order)."""
-    if members and all(not math.isnan(m["time"]) for m in members):
-        return sorted(members, key=lambda m: m["time"])
-    return members
+def time_order(times: Seq[float]) -> list[int]:
+    """Positions of a sequence's lines in the order they join it: by time where every line has one
+    (stable, so ties keep file order), else file order. Prepare and serving both order with this."""
+    order = list(range(len(times)))
+    if times and all(not math.isnan(t) for t in times):
+        order.sort(key=lambda i: times[i])
+    return order
 
 
 def _emit(seqs: Sequences, seq_id: str, members: list[dict], paths: Seq[str]) -> None:
-    members = _order(members)
+    members = [members[i] for i in time_order([m["time"] for m in members])]
     files = list(dict.fromkeys(Path(paths[m["file"]]).name for m in members))
     alert = max(m["alert"] for m in members)
     seqs.add(seq_id, [m["event_id"] for m in members], alert, ";".join(files), [m["line"] for m in members])

@@ -1,17 +1,13 @@
 """Ray Serve scoring API for a model artifact (Ray's ``app_builder`` shape: ``ServeArgs`` + ``build_app``).
 
     serve run serve_config.yaml                                   # or: serve deploy serve_config.yaml
-    serve run fusionlog.serve:build_app artifact_dir=outputs/demo/model
+    serve run fusionlog.serve:build_app artifact_dir=outputs/demo/fused
 
-A request holds raw log lines (grouped by the client, or ungrouped and grouped here with the
-artifact's system rule) or pre-grouped event templates. Raw lines are split with the system's log
-format and matched against the drain3 state saved at training time (``TemplateMiner.match`` never
-changes the tree), so serving sees exactly the templates training saw. Lines that match no template
-the model knows are reported per sequence, never dropped silently.
-
-Only ``Scorer`` touches Ray: it decodes the body (``decode_request``), expands it into sequences
-(``expand_request``), batches sequences of concurrent callers with ``@serve.batch`` into one
-``score_sequences`` call and encodes the reply. Everything else is plain Python, tested without Serve.
+Request handling only: a body is decoded and checked against the limits (``decode_request``),
+expanded into sequences (``expand_request``), scored by ``fusionlog.scoring.Scorer`` - the path the
+evaluator uses too - with ``@serve.batch`` joining the sequences of concurrent callers into one
+forward pass, and encoded (``reply``). Lines that match no template the model knows are reported
+per sequence, never dropped silently.
 
 No ``from __future__ import annotations`` here: Serve's ingress re-signs the route methods, and FastAPI
 would then see ``request: "Request"`` as a string and treat it as a query parameter.
@@ -20,13 +16,9 @@ import asyncio
 import json
 import logging
 import math
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Optional
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -34,15 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, m
 from ray import serve
 from ray.serve import Application
 
-from fusionlog.artifact import Artifact, load_artifact
-from fusionlog.config import ConfigError, FusionLogError, ParsingConfig, SystemConfig, build_typed
-from fusionlog.parsing import LineSplitter, event_id, load_miner
-from fusionlog.sequences import group_lines
+from fusionlog.config import FusionLogError
+from fusionlog.scoring import ParsedSequence, Scored, Scorer
 
 log = logging.getLogger(__name__)
-
-DRAIN_STATE = "drain3_state.bin"  # copied from prepared/<target>/ into the artifact by train
-KNOWLEDGE_BASE = "knowledge_base.parquet"  # optional read-only export of the labelled knowledge base (issue 7)
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -166,149 +153,24 @@ def check_limits(req: ScoreRequest, limits: ServeLimits) -> None:
                                            f"{limits.max_line_chars}")
 
 
-# ----------------------------------------------------------------------------- the scoring model
-
-
-@dataclass
-class KnowledgeBase:
-    """Labelled sequences (read-only, brute-force cosine): the explanation for a flagged sequence.
-
-    File: ``knowledge_base.parquet`` in the artifact, a column ``vector`` (list<float>) plus any
-    scalar columns (``seq_id``, ``label``, ``confidence``, ``content``...) returned as they are. The
-    schema metadata key ``fusionlog.vector`` says what a row's vector is: ``mean_event`` (default:
-    the mean of the sequence's unit event vectors) or ``features`` (the model's f_e representation).
-    Serving reads a Parquet export rather than the Milvus Lite file, which allows one process only.
-    """
-
-    vectors: np.ndarray  # (N, k) unit rows
-    rows: list[dict]
-    kind: str
-
-    def search(self, query: np.ndarray, k: int) -> list[dict]:
-        q = query / (np.linalg.norm(query) or 1.0)
-        sims = self.vectors @ q
-        top = np.argsort(-sims, kind="stable")[:k]
-        return [{**self.rows[i], "similarity": round(float(sims[i]), 6)} for i in top]
-
-
-def load_knowledge_base(path: Path) -> KnowledgeBase:
-    table = pq.read_table(path)
-    if "vector" not in table.column_names:
-        raise ValueError(f"{path}: no 'vector' column; has {', '.join(table.column_names)}")
-    meta = table.schema.metadata or {}
-    kind = meta.get(b"fusionlog.vector", b"mean_event").decode()
-    if kind not in ("mean_event", "features"):
-        raise ValueError(f"{path}: fusionlog.vector={kind!r}; allowed: mean_event, features")
-    vectors = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    rows = table.drop_columns(["vector"]).to_pylist()
-    return KnowledgeBase(vectors, rows, kind)
-
-
-@dataclass
-class ScoringModel:
-    """Everything a replica needs to score: artifact, parser, reference similarities, knowledge base."""
-
-    artifact: Artifact
-    path: Path
-    system: SystemConfig  # the target system (log format, masking, grouping) the model was trained for
-    miner: Any  # drain3 TemplateMiner, or None when the artifact has no drain3 state (events-only)
-    splitter: LineSplitter
-    index: dict[str, int]  # event id -> row of the artifact's event table
-    unit: np.ndarray  # (E, d) unit event vectors
-    similarity: np.ndarray  # (E,) max cosine of each event to the reference events (bottleneck score)
-    reference: str  # "source" | "all_events_leave_one_out"
-    threshold: float
-    kb: Optional[KnowledgeBase] = None
-    kb_top_k: int = 3
-    notes: list[str] = field(default_factory=list)
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
-def max_similarity(unit: np.ndarray, reference: np.ndarray, exclude_self: bool, chunk: int = 2048) -> np.ndarray:
-    """Max cosine of each event to the reference events (FusionLog §III-B's inner max), in chunks.
-
-    ``exclude_self`` (reference = all events) skips each event's own row, else every known event scores 1.
-    """
-    out = np.empty(len(unit), dtype=np.float32)
-    ref = unit[reference]
-    for start in range(0, len(unit), chunk):
-        sims = unit[start:start + chunk] @ ref.T
-        if exclude_self:
-            rows = np.arange(start, min(start + chunk, len(unit)))
-            pos = np.searchsorted(reference, rows)
-            hit = (pos < len(reference)) & (reference[np.minimum(pos, len(reference) - 1)] == rows)
-            sims[np.flatnonzero(hit), pos[hit]] = -np.inf
-        out[start:start + chunk] = sims.max(axis=1, initial=-1.0)
-    return out
-
-
-def load_scoring_model(artifact_dir: str | Path, threshold: Optional[float] = None, kb_top_k: int = 3) -> ScoringModel:
-    """Load an artifact directory for serving; raises with a message naming what is missing or wrong."""
-    path = Path(artifact_dir).resolve()
-    if not path.is_dir():
-        raise FileNotFoundError(f"artifact_dir not found: {path} (relative paths resolve against {Path.cwd()})")
-    art = load_artifact(path)
-    target = art.summary.get("target") or art.config["data"]["target"]
-    problems: list[str] = []
-    system = build_typed(SystemConfig, art.config["data"]["systems"][target], f"config.data.systems.{target}", problems)
-    parsing = build_typed(ParsingConfig, art.config["parsing"], "config.parsing", problems)
-    if problems:
-        raise ConfigError([f"{path / 'config.json'}: {p}" for p in problems])
-    notes = []
-    miner = None
-    if (path / DRAIN_STATE).is_file():
-        miner = load_miner(path / DRAIN_STATE, parsing, system)
-    else:
-        notes.append(f"no {DRAIN_STATE} in the artifact: raw lines cannot be parsed, only 'events' are accepted")
-    unit = _unit(art.table.vectors.astype(np.float32))
-    events = pq.read_table(path / "events.parquet")
-    flag = next((c for c in ("is_source", "source") if c in events.column_names), None)
-    if flag is not None:
-        reference = np.flatnonzero(np.asarray(events.column(flag).to_pylist(), dtype=bool))
-        mode = "source"
-    if flag is None or len(reference) == 0:
-        reference, mode = np.arange(len(unit)), "all_events_leave_one_out"
-        notes.append("events.parquet has no source flag: the bottleneck event is scored against all other events "
-                     "of the artifact, not the source events only")
-    kb = None
-    if (path / KNOWLEDGE_BASE).is_file():
-        kb = load_knowledge_base(path / KNOWLEDGE_BASE)
-        want = art.model_config.hidden if kb.kind == "features" else unit.shape[1]
-        if kb.vectors.shape[1] != want:
-            notes.append(f"{KNOWLEDGE_BASE}: vectors have d={kb.vectors.shape[1]}, {kb.kind} needs d={want}; ignored")
-            kb = None
-    else:
-        notes.append(f"no {KNOWLEDGE_BASE} in the artifact: flagged sequences come without nearest labelled sequences")
-    for note in notes:
-        log.warning("%s: %s", path, note)
-    return ScoringModel(
-        artifact=art, path=path, system=system, miner=miner,
-        splitter=LineSplitter(system, max_line_chars=parsing.max_line_chars), index=art.table.index(),
-        unit=unit, similarity=max_similarity(unit, reference, exclude_self=mode != "source"), reference=mode,
-        threshold=art.threshold if threshold is None else float(threshold), kb=kb, kb_top_k=kb_top_k, notes=notes)
-
-
-def model_info(model: ScoringModel) -> dict:
+def model_info(scorer: Scorer) -> dict:
     """``GET /v1/model``: what the artifact is, what it was trained on, and how it is served."""
-    art, s = model.artifact, model.artifact.summary
+    art, s = scorer.artifact, scorer.artifact.summary
     return {
-        "artifact_dir": str(model.path), "run_name": s.get("run_name"), "method": art.config["meta"]["method"],
+        "artifact_dir": str(scorer.path), "run_name": s.get("run_name"), "method": art.config["meta"]["method"],
         "sources": s.get("sources"), "target": s.get("target"),
-        "threshold": model.threshold, "artifact_threshold": art.threshold,
+        "threshold": scorer.threshold, "artifact_threshold": art.threshold,
         "best_epoch": s.get("best_epoch"), "best_metrics": s.get("best_metrics"), "data_counts": s.get("data_counts"),
         "events": len(art.table.event_ids), "embedding_dim": int(art.table.vectors.shape[1]),
         "model": art.config["model"],
-        "system": {"name": model.system.name or s.get("target"), "log_format": model.system.log_format,
-                   "grouping": art.config["data"]["systems"][s.get("target") or art.config["data"]["target"]]["grouping"]},
-        "raw_lines": model.miner is not None,
-        "drain_templates": len(model.miner.drain.clusters) if model.miner is not None else 0,
-        "bottleneck_reference": model.reference,
-        "knowledge_base": None if model.kb is None else {"rows": len(model.kb.rows), "vector": model.kb.kind},
-        "notes": model.notes,
+        "system": None if scorer.system is None else {
+            "name": scorer.system.name or s.get("target"), "log_format": scorer.system.log_format,
+            "grouping": art.config["data"]["systems"][s.get("target") or art.config["data"]["target"]]["grouping"]},
+        "raw_lines": scorer.miner is not None,
+        "drain_templates": len(scorer.templates),
+        "source_events": int(art.is_source.sum()),
+        "knowledge_base": None if scorer.kb is None else {"rows": scorer.kb.count()},
+        "notes": scorer.notes,
     }
 
 
@@ -331,173 +193,49 @@ class Expanded:
     ungrouped: list[dict]  # server-side grouping: lines that joined no sequence, with the reason
 
 
-def expand_request(model: ScoringModel, req: ScoreRequest) -> Expanded:
-    """Client-grouped sequences as they are; ungrouped raw lines grouped by the system's rule.
-
-    Grouping reuses ``sequences.group_lines`` (what prepare ran), with labels off: a BGL line's
-    first token is its alert tag, which must never reach the model.
-    """
+def expand_request(scorer: Scorer, req: ScoreRequest) -> Expanded:
+    """Client-grouped sequences as they are; ungrouped raw lines grouped by the system's rule (as prepare does)."""
     if req.sequences is not None:
         return Expanded([SequenceInput(s.id if s.id is not None else str(i), "lines" if s.lines is not None else "events",
                                        s.lines if s.lines is not None else s.events,
                                        list(range(len(s.lines if s.lines is not None else s.events))))
                          for i, s in enumerate(req.sequences)], [])
-    if model.miner is None:
-        raise RequestRejected(422, model.notes[0])
-    lines = req.lines
-    split = model.splitter(_raw_table(lines))
-    # event_id carries the line's position, so the grouped sequences point back at the request's lines
-    table = split.append_column("event_id", pa.array([str(i) for i in range(len(lines))], pa.string()))
-    system = replace(model.system, label=replace(model.system.label, kind="none"))
     try:
-        seqs, _ = group_lines(table, system, ["request"])
+        groups, ungrouped = scorer.group(req.lines)
     except FusionLogError as exc:
-        raise RequestRejected(422, f"cannot group the lines with the {system.name} rule: {exc}") from None
-    out, used = [], set()
-    for seq_id, members in zip(seqs.seq_ids, seqs.event_ids):
-        positions = [int(m) for m in members]
-        used.update(positions)
-        out.append(SequenceInput(seq_id, "lines", [lines[p] for p in positions], positions))
-    skips = split.column("skip").to_pylist()
-    kind = model.system.grouping.kind
-    reason = {"id_regex": "no_group_id", "time_window": "no_time"}.get(kind, "not_grouped")
-    ungrouped = [{"line": i, "reason": skips[i] or reason} for i in range(len(lines)) if i not in used]
-    return Expanded(out, ungrouped)
+        raise RequestRejected(422, str(exc)) from None
+    return Expanded([SequenceInput(sid, "lines", [req.lines[p] for p in positions], positions)
+                     for sid, positions in groups], ungrouped)
 
 
-def _raw_table(lines: list[str]) -> pa.Table:
-    n = len(lines)
-    return pa.table({"file": pa.array([0] * n, pa.int32()), "line": pa.array(range(1, n + 1), pa.int64()),
-                     "raw": pa.array([x.encode("utf-8", "surrogatepass") for x in lines], pa.binary())})
+def parse(scorer: Scorer, seq: SequenceInput) -> ParsedSequence:
+    try:
+        return (scorer.lines if seq.kind == "lines" else scorer.events)(seq.items, seq.positions)
+    except FusionLogError as exc:
+        raise RequestRejected(422, str(exc)) from None
 
 
-# ----------------------------------------------------------------------------- scoring
+def reply(seq: SequenceInput, scored: Scored, scorer: Scorer) -> dict:
+    """One sequence's part of the reply. A sequence with no known event is ``unscored``."""
+    p = scored.parsed
+    unscored = math.isnan(scored.probability)
+    return {
+        "id": seq.id,
+        "probability": None if unscored else round(scored.probability, 6),
+        "label": "unscored" if unscored else ("anomalous" if scored.anomalous else "normal"),
+        "threshold": scorer.threshold,
+        "lines": len(seq.items), "known_events": len(p.rows),
+        "truncated": len(p.rows) > scorer.artifact.model_config.max_len,
+        "event_ids": [scorer.artifact.table.event_ids[r] for r in p.rows],
+        "unknown_events": p.unknown, "skipped_lines": p.skipped,
+        "bottleneck": scored.bottleneck, "nearest_sequences": scored.nearest,
+    }
 
 
-@dataclass
-class _Parsed:
-    rows: np.ndarray  # artifact table rows of the known events, in sequence order
-    row_pos: list[int]  # the position of each known event
-    unknown: list[dict]
-    skipped: list[dict]
-
-
-def _short(text: str, n: int = 200) -> str:
-    return text if len(text) <= n else text[:n] + "..."
-
-
-def _match(model: ScoringModel, content: str) -> tuple[Optional[int], Optional[str]]:
-    """(row in the event table or None, drain template or None) for one message."""
-    cluster = model.miner.match(content, full_search_strategy="fallback") if model.miner is not None else None
-    if cluster is None:
-        return None, None
-    template = cluster.get_template()
-    return model.index.get(event_id(template)), template
-
-
-def parse_sequence(model: ScoringModel, seq: SequenceInput) -> _Parsed:
-    """Raw lines -> known event rows + unknown/skipped lines; templates -> rows (exact text, else drain match)."""
-    rows, row_pos, unknown, skipped = [], [], [], []
-    if seq.kind == "events":
-        for pos, text in zip(seq.positions, seq.items):
-            row = model.index.get(event_id(text))
-            template = text
-            if row is None:
-                row, template = _match(model, text)
-            if row is None:
-                unknown.append({"line": pos, "text": _short(text), "template": template,
-                                "reason": "template_not_in_model"})
-            else:
-                rows.append(row)
-                row_pos.append(pos)
-        return _Parsed(np.asarray(rows, dtype=np.int64), row_pos, unknown, skipped)
-    if model.miner is None:
-        raise RequestRejected(422, model.notes[0])
-    split = model.splitter(_raw_table(seq.items))
-    contents = split.column("content").to_pylist()
-    skips = split.column("skip").to_pylist()
-    times = split.column("time").to_pylist()
-    order = list(range(len(seq.items)))
-    kept = [i for i in order if not skips[i]]
-    if kept and all(not math.isnan(times[i]) for i in kept):  # prepare orders a window's lines by time too
-        kept = sorted(kept, key=lambda i: times[i])
-    for i in order:
-        if skips[i]:
-            skipped.append({"line": seq.positions[i], "reason": skips[i]})
-    for i in kept:
-        row, template = _match(model, contents[i])
-        if row is None:
-            unknown.append({"line": seq.positions[i], "text": _short(contents[i]), "template": template,
-                            "reason": "no_matching_template" if template is None else "template_not_in_model"})
-        else:
-            rows.append(row)
-            row_pos.append(seq.positions[i])
-    return _Parsed(np.asarray(rows, dtype=np.int64), row_pos, unknown, skipped)
-
-
-def bottleneck(model: ScoringModel, parsed: _Parsed) -> Optional[dict]:
-    """The sequence's event least like the reference events: argmin over events of max cosine (s_k's argmin)."""
-    if len(parsed.rows) == 0:
-        return None
-    k = int(np.argmin(model.similarity[parsed.rows]))
-    row = int(parsed.rows[k])
-    return {"line": parsed.row_pos[k], "event_id": model.artifact.table.event_ids[row],
-            "template": model.artifact.table.templates[row], "similarity": round(float(model.similarity[row]), 6),
-            "reference": model.reference}
-
-
-def _kb_query(model: ScoringModel, rows: np.ndarray, features: Optional[np.ndarray]) -> np.ndarray:
-    if model.kb.kind == "features":
-        return features
-    return model.unit[rows].mean(axis=0)
-
-
-def score_sequences(model: ScoringModel, batch: list[SequenceInput]) -> list[dict]:
-    """Score a batch of sequences in one forward pass; one reply dict per sequence, in order.
-
-    A sequence with no known event is not scored (``label: "unscored"``): the model would see only
-    padding. Its lines are all listed under ``unknown_events`` or ``skipped_lines``.
-    """
-    parsed = [parse_sequence(model, s) for s in batch]
-    scorable = [i for i, p in enumerate(parsed) if len(p.rows)]
-    probs = np.full(len(batch), np.nan)
-    if scorable:
-        probs[scorable], _ = model.artifact.score([parsed[i].rows for i in scorable])
-    features = None
-    flagged = [i for i in scorable if probs[i] >= model.threshold]
-    if model.kb is not None and model.kb.kind == "features" and flagged:
-        features = _features(model, [parsed[i].rows for i in flagged])
-    max_len = model.artifact.model_config.max_len
-    out = []
-    for i, (seq, p) in enumerate(zip(batch, parsed)):
-        anomalous = i in flagged
-        result = {
-            "id": seq.id,
-            "probability": None if math.isnan(probs[i]) else round(float(probs[i]), 6),
-            "label": "unscored" if math.isnan(probs[i]) else ("anomalous" if anomalous else "normal"),
-            "threshold": model.threshold,
-            "lines": len(seq.items), "known_events": len(p.rows), "truncated": len(p.rows) > max_len,
-            "unknown_events": p.unknown, "skipped_lines": p.skipped,
-            "bottleneck": bottleneck(model, p) if anomalous else None,
-            "nearest_sequences": None,
-        }
-        if anomalous and model.kb is not None:
-            f = features[flagged.index(i)] if features is not None else None
-            result["nearest_sequences"] = model.kb.search(_kb_query(model, p.rows, f), model.kb_top_k)
-        out.append(result)
-    return out
-
-
-def _features(model: ScoringModel, sequences: list[np.ndarray]) -> np.ndarray:
-    """f_e representations, for a knowledge base indexed by them."""
-    import torch
-
-    from fusionlog.dataset import pad_batch
-
-    net = model.artifact.model
-    idx, lengths, _ = pad_batch(sequences, net.pad_index, model.artifact.model_config.max_len)
-    with torch.no_grad():
-        return net.features(torch.from_numpy(idx), torch.from_numpy(lengths)).numpy()
+def score_sequences(scorer: Scorer, batch: list[SequenceInput]) -> list[dict]:
+    """Parse, score in one forward pass, and encode a batch of sequences; one reply dict per sequence."""
+    scored = scorer.score([parse(scorer, s) for s in batch])
+    return [reply(seq, sc, scorer) for seq, sc in zip(batch, scored)]
 
 
 # ----------------------------------------------------------------------------- Serve deployment
@@ -537,10 +275,10 @@ class Scorer:
 
     def __init__(self, args: ServeArgs):
         self.args = args
-        self.model: Optional[ScoringModel] = None
+        self.model: Optional[Scorer] = None
         self.load_error = ""
         try:
-            self.model = load_scoring_model(args.artifact_dir, args.threshold, args.kb_top_k)
+            self.model = Scorer.load(args.artifact_dir, args.threshold, args.kb_top_k)
         except Exception as exc:  # any load failure is reported by /v1/health, never a crash loop
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("model load failed: %s", self.load_error)

@@ -24,7 +24,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from fusionlog import meta
-from fusionlog.artifact import load_artifact, save_artifact  # noqa: F401  load_artifact is re-exported for callers
+from fusionlog.artifact import save_artifact
 from fusionlog.config import FusionLogConfig, to_dict
 from fusionlog.dataset import TrainData
 
@@ -132,6 +132,6 @@ def fit_small(cfg: FusionLogConfig, data: TrainData, name: Optional[str] = None,
     summary = {"run_name": name, "run_hash": expected, "threshold": best["metrics"]["threshold"],
                "best_epoch": best["epoch"], "best_metrics": best["metrics"], "history": state["history"],
                "data_counts": data.counts, "sources": data.source_names, "target": data.target_name}
-    save_artifact(out, best["model"], to_dict(cfg), data.table, summary)
+    save_artifact(out, best["model"], to_dict(cfg), data.table, summary, data.source_events())
     log.info("run %s: best epoch %d (%s), artifact in %s", name, best["epoch"], best["metrics"], out)
     return FitResult(name, out, best["epoch"], best["metrics"], state["history"])

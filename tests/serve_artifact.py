@@ -36,7 +36,7 @@ def build_demo_artifact(root: Path) -> Path:
                "best_metrics": best["metrics"], "data_counts": data.counts, "sources": data.source_names,
                "target": data.target_name}
     tmp = root / "model.tmp"
-    save_artifact(tmp, best["model"], to_dict(cfg), data.table, summary)
+    save_artifact(tmp, best["model"], to_dict(cfg), data.table, summary, data.source_events())
     shutil.copy(Path(cfg.data.output_dir) / cfg.data.target / "drain3_state.bin", tmp / "drain3_state.bin")
     tmp.rename(model_dir)
     return model_dir

@@ -6,9 +6,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from fusionlog.artifact import evaluate_artifact, load_artifact
+from fusionlog.artifact import load_artifact
+from fusionlog.evaluate import evaluate_artifact
 from fusionlog.config import load_config
-from fusionlog.dataset import load_system
+from fusionlog.dataset import load_prepared
 from fusionlog.pipeline import train
 
 from tests.conftest import ROOT
@@ -25,7 +26,7 @@ def _run(tmp_path, extra):
 
 
 def test_fusion_loop_with_keyword_teacher_and_milvus_lite(ray_local, tmp_path):
-    cfg, summary = _run(tmp_path, ["llm.backend=keyword", "distill.rounds=3", "distill.epsilon0=0.5",
+    cfg, summary = _run(tmp_path, ["teacher.kind=keyword", "distill.rounds=3", "distill.epsilon0=0.5",
                                    "distill.epsilon_step=0.0"])
     routing, dist = summary["routing"], summary["distill"]
     assert routing["general"] + routing["proprietary"] == 100 and routing["proprietary"] > 0
@@ -53,7 +54,7 @@ def test_fusion_loop_with_keyword_teacher_and_milvus_lite(ray_local, tmp_path):
 def test_fusion_loop_with_real_cpu_llm(ray_local, tmp_path):
     """SmolLM2-135M in process (log-likelihood mode, threshold calibrated on source-val), Milvus Lite."""
     pytest.importorskip("llama_cpp")
-    _, summary = _run(tmp_path, ["llm.backend=llama_cpp", "llm.calibration_samples=16", "distill.rounds=2",
+    _, summary = _run(tmp_path, ["teacher.kind=llm", "llm.backend=llama_cpp", "teacher.calibration_samples=16", "distill.rounds=2",
                                  "distill.max_pool=12", "distill.epsilon0=0.5", "distill.epsilon_step=0.0"])
     dist = summary["distill"]
     assert summary["teacher"]["calibrated"] and dist["rounds"][0]["pool"] == 12
@@ -71,7 +72,7 @@ def test_fused_model_is_the_same_when_the_target_labels_are_flipped(ray_local, t
     import pyarrow as pa
     import torch
 
-    teacher = ["llm.backend=ensemble", "llm.ensemble=[keyword,pca]", "llm.calibration_samples=0",
+    teacher = ["teacher.kind=committee", "teacher.members=[keyword,pca]", "teacher.calibration_samples=0",
                "distill.scope=all", "retrieval.backend=memory", "distill.rounds=2"]
     cfg_a, sa = _run(tmp_path / "a", teacher)
     flipped = tmp_path / "flipped"
@@ -90,7 +91,7 @@ def test_fused_model_is_the_same_when_the_target_labels_are_flipped(ray_local, t
     assert sa["threshold"] == sb["threshold"]
     wa, wb = (torch.load(f"{s['artifact']}/model.pt", weights_only=True) for s in (sa, sb))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    target = load_system(cfg_a.data.output_dir, "BGL", read_labels=False)
+    target = load_prepared(cfg_a.data.output_dir, "BGL", read_labels=False)
     pa_, pb = (load_artifact(s["artifact"]).score(load_artifact(s["artifact"]).reindex(target)[0])[0] for s in (sa, sb))
     np.testing.assert_array_equal(pa_, pb)
     # the evaluator, the one reader of target labels, does see the flip
@@ -101,7 +102,7 @@ def test_fused_model_is_the_same_when_the_target_labels_are_flipped(ray_local, t
 def test_a_small_model_is_reused_only_by_the_run_that_trained_it(ray_local, tmp_path):
     from fusionlog.config import FusionLogError
 
-    teacher = ["llm.backend=keyword", "retrieval.backend=memory", "distill.rounds=1"]
+    teacher = ["teacher.kind=keyword", "retrieval.backend=memory", "distill.rounds=1"]
     cfg, first = _run(tmp_path / "a", teacher)
     again = load_config(ROOT / "configs" / "demo.yaml", [f"run.output_dir={tmp_path / 'b'}",
                                                           f"data.output_dir={cfg.data.output_dir}", *FAST, *teacher,

@@ -17,8 +17,11 @@ import pytest
 pytest.importorskip("llama_cpp")
 
 from fusionlog.config import LLMConfig  # noqa: E402
-from fusionlog.llm import (Example, LabelRequest, LLMBackendError, default_model_path, make_backend,  # noqa: E402
-                           vllm_processor_config, vllm_sampling_params)
+from fusionlog.llm import LLMBackendError  # noqa: E402
+from fusionlog.llm import make_llm  # noqa: E402
+from fusionlog.llm.llama_cpp import default_model_path  # noqa: E402
+from fusionlog.llm.vllm import vllm_processor_config, vllm_sampling_params  # noqa: E402
+from fusionlog.teachers import Example, LabelRequest  # noqa: E402
 
 FAILING = ["Receiving block <*> src: <*> dest: <*>", "java.io.IOException: Connection reset by peer",
            "PacketResponder <*> for block <*> terminating with exception", "machine check interrupt: fatal error"]
@@ -51,10 +54,10 @@ def _well_formed(results, n, mode):
 
 def test_llama_cpp_loglik(gguf):
     """Two real requests, plus one over n_ctx that fails alone (error set, label -1) without failing the batch."""
-    backend = make_backend(LLMConfig(mode="loglik", max_templates=64, n_ctx=512))
+    backend = make_llm(LLMConfig(mode="loglik", max_templates=64, n_ctx=512))
     too_long = LabelRequest("long", "BGL", [f"event number {i} happened on node <*>" for i in range(64)], [])
     try:
-        results = backend.label([*_requests(), too_long])
+        results = backend.answer([*_requests(), too_long])
     finally:
         backend.close()
     _well_formed(results[:2], 2, "loglik")
@@ -62,15 +65,16 @@ def test_llama_cpp_loglik(gguf):
     assert results[0].raw.startswith("loglik normal=")
     assert results[2].label == -1 and math.isnan(results[2].p_anomalous) and "llm.n_ctx=512" in results[2].error
     print("loglik p_anomalous failing=%.4f fine=%.4f" % (results[0].p_anomalous, results[1].p_anomalous))
-    assert backend.stats == {"requests": 3, "labelled": 2, "unparseable": 0, "retries": 0, "errors": 1}
+    assert {k: backend.stats[k] for k in ("unparseable", "retries", "errors")} == {"unparseable": 0, "retries": 0,
+                                                                                   "errors": 1}
 
 
 @pytest.mark.slow
 def test_llama_cpp_both_modes_with_examples(gguf):
     for mode in ("loglik", "generate"):
-        backend = make_backend(LLMConfig(mode=mode))
+        backend = make_llm(LLMConfig(mode=mode))
         try:
-            results = backend.label(_requests(EXAMPLES))
+            results = backend.answer(_requests(EXAMPLES))
         finally:
             backend.close()
         _well_formed(results, 2, mode)
@@ -79,7 +83,7 @@ def test_llama_cpp_both_modes_with_examples(gguf):
 
 def test_missing_model_path_is_a_clear_error(tmp_path):
     with pytest.raises(LLMBackendError, match="not found"):
-        make_backend(LLMConfig(model_path=str(tmp_path / "nope.gguf")))
+        make_llm(LLMConfig(model_path=str(tmp_path / "nope.gguf")))
 
 
 # ----------------------------------------------------------------------------- http
@@ -93,10 +97,10 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def llama_server(gguf, tmp_path_factory):
-    """llama_cpp.server on 127.0.0.1 (via fusionlog.llm, which turns off the crashing CPU repack)."""
+    """llama_cpp.server on 127.0.0.1 (via fusionlog.llm.server, which turns off the crashing CPU repack)."""
     port = _free_port()
     log = open(tmp_path_factory.mktemp("server") / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "fusionlog.llm", "--model", str(gguf), "--host", "127.0.0.1",
+    proc = subprocess.Popen([sys.executable, "-m", "fusionlog.llm.server", "--model", str(gguf), "--host", "127.0.0.1",
                              "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"],
                            stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
@@ -122,9 +126,9 @@ def llama_server(gguf, tmp_path_factory):
 def test_http_backend_through_ray_data(llama_server, ray_local):
     cfg = LLMConfig(backend="http", mode="generate", base_url=llama_server, constraint="grammar",
                     batch_size=2, concurrency=1, max_templates=8, timeout_s=120)
-    backend = make_backend(cfg)
+    backend = make_llm(cfg)
     try:
-        results = backend.label(_requests())
+        results = backend.answer(_requests())
     finally:
         backend.close()
     _well_formed(results, 2, "generate")
@@ -135,7 +139,7 @@ def test_http_backend_through_ray_data(llama_server, ray_local):
 def test_http_backend_unreachable_is_a_clear_error():
     cfg = LLMConfig(backend="http", mode="generate", base_url=f"http://127.0.0.1:{_free_port()}/v1", timeout_s=5)
     with pytest.raises(LLMBackendError, match="unreachable"):
-        make_backend(cfg)
+        make_llm(cfg)
 
 
 # ----------------------------------------------------------------------------- vllm
@@ -156,6 +160,6 @@ def test_vllm_processor_config_builds():
 def test_vllm_backend_labels(ray_local):
     pytest.importorskip("vllm")
     cfg = LLMConfig(backend="vllm", mode="generate", model="HuggingFaceTB/SmolLM2-135M-Instruct", batch_size=2)
-    backend = make_backend(cfg)
-    results = backend.label(_requests(EXAMPLES))
+    backend = make_llm(cfg)
+    results = backend.answer(_requests(EXAMPLES))
     _well_formed(results, 2, "generate")

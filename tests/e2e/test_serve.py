@@ -11,7 +11,7 @@ import yaml
 
 from fusionlog.serve import ServeArgs, build_app
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SAMPLE
 from tests.serve_artifact import bgl_lines, build_demo_artifact
 
 
@@ -140,3 +140,29 @@ def test_serve_config_yaml_is_valid_and_builds():
     args = ServeArgs.model_validate(app.args)
     assert args.artifact_dir == "outputs/demo/fused"  # what the demo's `fusionlog train` writes
     assert [d.name for d in app.deployments] == ["Scorer"]
+
+
+def test_training_side_and_http_give_identical_event_ids_and_scores(server, artifact_dir):
+    """One scoring path: every window prepare made of the bundled BGL sample, sent as raw lines (in file order)
+    to the HTTP endpoint, comes back with the event ids prepare wrote and the probability the evaluator computes."""
+    import pyarrow.parquet as pq
+
+    from fusionlog.dataset import load_prepared
+    from fusionlog.scoring import Scorer
+
+    prepared = artifact_dir.parent / "prepared"
+    probs, dropped = Scorer.load(artifact_dir).score_system(load_prepared(prepared, "BGL", read_labels=False))
+    assert dropped["unknown_events_dropped"] == 0
+    windows = pq.read_table(prepared / "BGL" / "sequences.parquet", columns=["seq_id", "event_ids", "line_numbers"])
+    windows = windows.to_pylist()
+    lines = (SAMPLE / "BGL_2k.log").read_text().splitlines()
+    assert len(windows) == len(probs) == 100
+    for start in range(0, len(windows), 2):  # the test server's limits: 100 lines, 20 kB a request
+        batch = windows[start:start + 2]
+        body = {"sequences": [{"id": w["seq_id"], "lines": [lines[n - 1] for n in sorted(w["line_numbers"])]}
+                              for w in batch]}
+        status, reply = _call(f"{server}/v1/score", body)
+        assert status == 200, reply
+        for w, got, p in zip(batch, reply["sequences"], probs[start:start + 2]):
+            assert got["id"] == w["seq_id"] and got["event_ids"] == w["event_ids"]
+            assert got["probability"] == round(float(p), 6)

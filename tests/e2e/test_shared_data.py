@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from fusionlog.config import load_config
-from fusionlog.prepare import load_system
+from fusionlog.prepare import ingest_system
 
 
 def _load(tmp_path, name, body, **cfg_over):
@@ -16,7 +16,7 @@ def _load(tmp_path, name, body, **cfg_over):
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(tree))
     cfg = load_config(path)
-    return load_system(cfg.data.systems[name], cfg)
+    return ingest_system(cfg.data.systems[name], cfg.parsing, cfg.ray, cfg.run.progress)
 
 
 def _events(data):

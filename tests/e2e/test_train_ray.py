@@ -12,11 +12,12 @@ import torch
 
 from tests.unit._synthetic import make_system, write_prepared
 
+from fusionlog.artifact import load_artifact  # noqa: E402
 from fusionlog.config import FusionLogConfig, MetaConfig, ModelConfig  # noqa: E402
-from fusionlog.dataset import build_train_data, load_system  # noqa: E402
-from fusionlog.artifact import evaluate_artifact  # noqa: E402
+from fusionlog.dataset import build_train_data, load_prepared  # noqa: E402
+from fusionlog.evaluate import evaluate_artifact  # noqa: E402
 from fusionlog.meta import predict_proba  # noqa: E402
-from fusionlog.train import fit_small, load_artifact, run_name  # noqa: E402
+from fusionlog.train import fit_small, run_name  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +38,8 @@ def prepared(tmp_path_factory):
 
 
 def _data(prepared, read_target_labels: bool):
-    source = load_system(prepared, "SRC", read_labels=True)
-    target = load_system(prepared, "TGT", read_labels=read_target_labels)
+    source = load_prepared(prepared, "SRC", read_labels=True)
+    target = load_prepared(prepared, "TGT", read_labels=read_target_labels)
     return build_train_data([source], target, val_fraction=0.25, seed=0)
 
 
@@ -68,7 +69,7 @@ def test_loss_falls_and_artifact_is_self_contained(straight, prepared):
     art = load_artifact(straight.artifact_dir)
     assert art.threshold == straight.best_metrics["threshold"]
     assert art.summary["best_epoch"] == straight.best_epoch
-    target = load_system(prepared, "TGT", read_labels=False)
+    target = load_prepared(prepared, "TGT", read_labels=False)
     seqs, unknown = art.reindex(target)
     assert unknown == 0 and len(seqs) == len(target)
     probs, _ = art.score(seqs)

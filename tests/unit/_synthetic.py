@@ -12,11 +12,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fusionlog.dataset import SystemData
+from fusionlog.dataset import PreparedSystem
 
 
 def make_system(name: str, n_seq: int = 120, n_events: int = 12, dim: int = 8, anomaly_rate: float = 0.1,
-                shift: float = 0.0, seed: int = 0, min_len: int = 3, max_len: int = 9) -> SystemData:
+                shift: float = 0.0, seed: int = 0, min_len: int = 3, max_len: int = 9) -> PreparedSystem:
     """Normal events 0..n-3, anomalous events n-2 and n-1 (a shared "anomaly direction")."""
     rng = np.random.default_rng(seed)
     vectors = rng.normal(size=(n_events, dim)).astype(np.float32) * 0.5
@@ -33,10 +33,10 @@ def make_system(name: str, n_seq: int = 120, n_events: int = 12, dim: int = 8, a
         if label:
             seq[rng.integers(0, len(seq))] = n_events - 2 + int(rng.integers(0, 2))
         sequences.append(seq.astype(np.int64))
-    return SystemData(name, event_ids, templates, vectors, sequences, labels, [f"{name}-s{i}" for i in range(n_seq)])
+    return PreparedSystem(name, event_ids, templates, vectors, sequences, labels, [f"{name}-s{i}" for i in range(n_seq)])
 
 
-def write_prepared(root: Path, system: SystemData) -> Path:
+def write_prepared(root: Path, system: PreparedSystem) -> Path:
     """``<root>/<name>/{events,sequences}.parquet`` in the prepare stage's schema."""
     folder = Path(root) / system.name
     folder.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from tests.unit._synthetic import make_system, write_prepared
-from fusionlog.artifact import evaluate_artifact, load_artifact, save_artifact
+from fusionlog.artifact import load_artifact, save_artifact
+from fusionlog.evaluate import evaluate_artifact
 from fusionlog.config import FusionLogConfig, MetaConfig, ModelConfig, to_dict
 from fusionlog.dataset import load_train_data
 from fusionlog.meta import predict_proba, train_loop
@@ -23,7 +24,7 @@ def test_save_load_score_and_evaluate(tmp_path):
     best = out["best"]
     summary = {"threshold": best["metrics"]["threshold"], "data_counts": data.counts, "sources": ["SRC"],
                "target": "TGT", "best_epoch": best["epoch"]}
-    save_artifact(tmp_path / "art", best["model"], to_dict(cfg), data.table, summary)
+    save_artifact(tmp_path / "art", best["model"], to_dict(cfg), data.table, summary, data.source_events())
 
     art = load_artifact(tmp_path / "art")
     assert art.table.event_ids == data.table.event_ids and art.model_config == cfg.model

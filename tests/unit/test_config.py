@@ -1,6 +1,6 @@
 import pytest
 
-from fusionlog.config import ConfigError, FusionLogConfig, config_hash, load_config, parse_overrides
+from fusionlog.config import ConfigError, FusionLogConfig, flatten, load_config, merge_config, parse_overrides
 
 
 def _write(tmp_path, text):
@@ -72,20 +72,26 @@ data:
         load_config(_write(tmp_path, text), ["data.systems.App.grouping.window_step=9"])
 
 
-def test_config_hash_is_stable_and_sensitive(tmp_path):
-    a = load_config(_write(tmp_path, BASE))
-    b = load_config(_write(tmp_path, BASE))
-    c = load_config(_write(tmp_path, BASE), ["run.seed=1"])
-    assert config_hash(a) == config_hash(b) != config_hash(c)
+def test_merge_config_and_flatten(tmp_path):
+    base = load_config(_write(tmp_path, BASE))
+    merged = merge_config(base, {"model": {"hidden": 32}, "teacher": {"kind": "pca"}})
+    assert (merged.model.hidden, merged.teacher.kind, base.model.hidden) == (32, "pca", 128)
+    with pytest.raises(ConfigError, match="model.hiden: unknown key"):
+        merge_config(base, {"model": {"hiden": 32}})
+    with pytest.raises(ConfigError, match="teacher.kind: 'oracle'"):
+        merge_config(base, {"teacher": {"kind": "oracle"}})
+    assert flatten({"model": {"hidden": 32}, "teacher": {"members": ["a", "b"]}}) == [
+        "model.hidden=32", "teacher.members=[a, b]"]
 
 
 def test_teacher_and_distillation_choices_are_checked(tmp_path):
-    cfg = load_config(_write(tmp_path, BASE), ["llm.backend=ensemble", "llm.ensemble=[keyword,pca]", "distill.scope=all"])
-    assert cfg.llm.ensemble == ["keyword", "pca"] and cfg.distill.scope == "all" and cfg.distill.replay
+    cfg = load_config(_write(tmp_path, BASE), ["teacher.kind=committee", "teacher.members=[keyword,pca]",
+                                               "distill.scope=all"])
+    assert cfg.teacher.members == ["keyword", "pca"] and cfg.distill.scope == "all" and cfg.distill.replay
     with pytest.raises(ConfigError) as err:
-        load_config(_write(tmp_path, BASE), ["llm.backend=ensemble", "llm.ensemble=[keyword,oracle]",
+        load_config(_write(tmp_path, BASE), ["teacher.kind=committee", "teacher.members=[keyword,oracle]",
                                              "distill.scope=target"])
     msg = str(err.value)
-    assert "llm.ensemble: ['keyword', 'oracle']" in msg and "distill.scope: 'target'" in msg
-    with pytest.raises(ConfigError, match="llm.ensemble"):
-        load_config(_write(tmp_path, BASE), ["llm.backend=ensemble", "llm.ensemble=[]"])
+    assert "teacher.members: ['keyword', 'oracle']" in msg and "distill.scope: 'target'" in msg
+    with pytest.raises(ConfigError, match="teacher.members"):
+        load_config(_write(tmp_path, BASE), ["teacher.kind=committee", "teacher.members=[]"])

@@ -4,13 +4,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.unit._synthetic import make_system, write_prepared
-from fusionlog.dataset import (SystemData, build_train_data, load_system, merge_systems, pad_batch,
+from fusionlog.dataset import (PreparedSystem, build_train_data, load_prepared, merge_systems, pad_batch,
                                stratified_split)
 
 
-def _tiny(name: str, ids: list[str], dim: int = 2) -> SystemData:
+def _tiny(name: str, ids: list[str], dim: int = 2) -> PreparedSystem:
     vectors = np.arange(len(ids) * dim, dtype=np.float32).reshape(len(ids), dim)
-    return SystemData(name, ids, [f"t {i}" for i in ids], vectors,
+    return PreparedSystem(name, ids, [f"t {i}" for i in ids], vectors,
                       [np.array([0, 1], dtype=np.int64), np.array([1], dtype=np.int64)],
                       np.array([1, 0], dtype=np.int8), ["s0", "s1"])
 
@@ -18,7 +18,7 @@ def _tiny(name: str, ids: list[str], dim: int = 2) -> SystemData:
 def test_load_system_round_trip(tmp_path):
     system = make_system("SRC", n_seq=20, seed=3)
     write_prepared(tmp_path, system)
-    loaded = load_system(tmp_path, "SRC", read_labels=True)
+    loaded = load_prepared(tmp_path, "SRC", read_labels=True)
     assert loaded.event_ids == system.event_ids and loaded.templates == system.templates
     np.testing.assert_array_equal(loaded.vectors, system.vectors)
     assert loaded.vectors.dtype == np.float32 and loaded.dim == 8
@@ -32,22 +32,22 @@ def test_target_labels_are_never_read(tmp_path):
     folder = write_prepared(tmp_path, make_system("TGT", n_seq=10, seed=4))
     table = pq.read_table(folder / "sequences.parquet")
     pq.write_table(table.drop_columns(["label"]), folder / "sequences.parquet")
-    loaded = load_system(tmp_path, "TGT", read_labels=False)
+    loaded = load_prepared(tmp_path, "TGT", read_labels=False)
     assert loaded.labels.tolist() == [-1] * 10
     with pytest.raises(ValueError, match="missing column.*label"):
-        load_system(tmp_path, "TGT", read_labels=True)
+        load_prepared(tmp_path, "TGT", read_labels=True)
 
 
 def test_load_system_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="fusionlog prepare"):
-        load_system(tmp_path, "NOPE", read_labels=False)
+        load_prepared(tmp_path, "NOPE", read_labels=False)
     system = make_system("BAD", n_seq=5, seed=5)
     system.sequences[0] = np.array([0, 1], dtype=np.int64)
     folder = write_prepared(tmp_path, system)
     table = pq.read_table(folder / "events.parquet")
     pq.write_table(table.slice(1), folder / "events.parquet")  # drop event 0, still referenced
     with pytest.raises(ValueError, match="not in events.parquet"):
-        load_system(tmp_path, "BAD", read_labels=False)
+        load_prepared(tmp_path, "BAD", read_labels=False)
 
 
 def test_merge_systems_dedupes_shared_events_and_reindexes():
@@ -78,7 +78,7 @@ def test_stratified_split_keeps_both_classes_in_both_parts():
 
 def test_build_train_data_holds_no_target_labels():
     src, tgt = make_system("SRC", n_seq=40, seed=1), make_system("TGT", n_seq=30, seed=2)
-    hidden = SystemData(tgt.name, tgt.event_ids, tgt.templates, tgt.vectors, tgt.sequences,
+    hidden = PreparedSystem(tgt.name, tgt.event_ids, tgt.templates, tgt.vectors, tgt.sequences,
                         np.full(len(tgt), -1, dtype=np.int8), tgt.seq_ids)
     with_labels, without = build_train_data([src], tgt, 0.25, 0), build_train_data([src], hidden, 0.25, 0)
     assert with_labels.fingerprint() == without.fingerprint()

@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from fusionlog.evaluate import auroc, choose_threshold, precision_recall_f1, results_row
+from fusionlog.evaluate import results_row
+from fusionlog.metrics import auroc, best_f1_threshold, precision_recall_f1
 
 
 def test_precision_recall_f1_hand_example():
@@ -42,18 +43,18 @@ def test_auroc_needs_both_classes():
         auroc(np.array([1, 1]), np.array([0.2, 0.3]))
 
 
-def test_choose_threshold_hand_example():
+def test_best_f1_threshold_hand_example():
     # descending scores 0.9(+) 0.8(-) 0.7(+) 0.3(-) 0.1(-): F1 at >=0.7 is 0.8, the best;
     # the threshold sits halfway to the next lower score, (0.7 + 0.3) / 2
     y = np.array([1, 0, 1, 0, 0])
     s = np.array([0.9, 0.8, 0.7, 0.3, 0.1])
-    assert choose_threshold(y, s) == pytest.approx(0.5)
+    assert best_f1_threshold(y, s) == pytest.approx(0.5)
 
 
-def test_choose_threshold_lowest_score_and_ties():
-    assert choose_threshold(np.array([1, 1]), np.array([0.2, 0.4])) == pytest.approx(0.2)
+def test_best_f1_threshold_lowest_score_and_ties():
+    assert best_f1_threshold(np.array([1, 1]), np.array([0.2, 0.4])) == pytest.approx(0.2)
     # equal scores are one candidate: both rows flip together
-    assert choose_threshold(np.array([1, 0, 0]), np.array([0.6, 0.6, 0.1])) == pytest.approx(0.35)
+    assert best_f1_threshold(np.array([1, 0, 0]), np.array([0.6, 0.6, 0.1])) == pytest.approx(0.35)
 
 
 def test_results_row_drops_and_counts_unknown_labels():

@@ -6,10 +6,13 @@ import math
 import numpy as np
 import pytest
 
-from fusionlog.config import FusionLogConfig, LLMConfig, validate
-from fusionlog.llm import (GRAMMAR, Example, LabelRequest, LabelResult, LLMBackend, LLMBackendError,
-                           _http_postprocess, _softmax2, build_messages, calibrate_threshold, chat_payload,
-                           make_backend, parse_answer)
+from fusionlog.config import FusionLogConfig, LLMConfig, TeacherConfig, validate
+from fusionlog.llm import LabelResult, LLMBackendError, LLMTeacher, make_llm
+from fusionlog.llm.http import _http_postprocess, chat_payload
+from fusionlog.llm.llama_cpp import _softmax2
+from fusionlog.llm.prompt import GRAMMAR, build_messages, parse_answer
+from fusionlog.metrics import best_f1_threshold
+from fusionlog.teachers import Example, LabelRequest
 
 SYSTEM = ("You are an expert in log anomaly detection for the BGL system. You read a sequence of log event "
           "templates (variable parts are masked as <*>) and decide whether the sequence shows a failure or "
@@ -77,30 +80,30 @@ def test_http_postprocess_reads_text_or_error():
     assert bad["text"] == "" and "model not found" in bad["error"]
 
 
-# ----------------------------------------------------------------------------- calibrate_threshold
+# ----------------------------------------------------------------------------- calibration (the one picker)
 
 
-def test_calibrate_threshold_exact():
+def test_best_f1_threshold_on_teacher_scores():
     p = np.array([0.9, 0.8, 0.7, 0.6, 0.3, 0.2])
     y = np.array([1, 0, 1, 1, 0, 0])
     # t=0.9: F1 2/4=0.5; t=0.8: 2/5=0.4; t=0.7: 4/6=0.667; t=0.6: 6/7=0.857; t=0.3: 6/8; t=0.2: 6/9
-    assert calibrate_threshold(p, y) == 0.6
+    assert best_f1_threshold(y, p) == pytest.approx(0.45)  # halfway from 0.6 to the next lower score
 
 
-def test_calibrate_threshold_ties_and_nan():
+def test_best_f1_threshold_ties_and_nan():
     p = np.array([0.5, 0.5, 0.1, np.nan])
-    y = np.array([1, 0, 0, 1])  # the NaN row (label -1 result) is left out
-    assert calibrate_threshold(p, y) == 0.5  # the tie group {0.5, 0.5} is taken whole: F1 = 2/3
-    assert calibrate_threshold(np.array([0.4, 0.4]), np.array([1, 1])) == 0.4
+    y = np.array([1, 0, 0, 1])  # the NaN row (a teacher with no answer) is left out
+    assert best_f1_threshold(y, p) == pytest.approx(0.3)  # the tie group {0.5, 0.5} is taken whole: F1 = 2/3
+    assert best_f1_threshold(np.array([1, 1]), np.array([0.4, 0.4])) == 0.4
 
 
-def test_calibrate_threshold_rejects_bad_input():
+def test_best_f1_threshold_rejects_bad_input():
     with pytest.raises(ValueError, match="no anomalous"):
-        calibrate_threshold(np.array([0.1, 0.2]), np.array([0, 0]))
-    with pytest.raises(ValueError, match="0 or 1"):
-        calibrate_threshold(np.array([0.1, 0.2]), np.array([0, 2]))
-    with pytest.raises(ValueError, match="equal"):
-        calibrate_threshold(np.array([0.1]), np.array([0, 1]))
+        best_f1_threshold(np.array([0, 0]), np.array([0.1, 0.2]))
+    with pytest.raises(ValueError, match="allowed: 0"):
+        best_f1_threshold(np.array([0, 2]), np.array([0.1, 0.2]))
+    with pytest.raises(ValueError, match="same length"):
+        best_f1_threshold(np.array([0, 1]), np.array([0.1]))
 
 
 def test_softmax2():
@@ -112,18 +115,22 @@ def test_softmax2():
 # ----------------------------------------------------------------------------- interface and config
 
 
-def test_backend_counts_results():
-    class Echo(LLMBackend):
-        def label(self, requests):
-            out = [LabelResult(r.seq_id, parse_answer(r.templates[0]) if parse_answer(r.templates[0]) is not None
-                               else -1, math.nan, r.templates[0], error="boom" if r.templates[0] == "!" else "")
-                   for r in requests]
+def test_llm_teacher_scores_answers_and_counts_them():
+    class Echo(LLMTeacher):
+        def answer(self, requests):
+            out = []
+            for r in requests:
+                y = parse_answer(r.templates[0])
+                out.append(LabelResult(r.seq_id, -1 if y is None else y, math.nan if y is None else float(y),
+                                       r.templates[0], error="boom" if r.templates[0] == "!" else ""))
             self._count(out)
             return out
 
-    b = Echo()
-    b.label([LabelRequest(str(i), "X", [t], []) for i, t in enumerate(["normal", "??", "!", "anomalous"])])
-    assert b.stats == {"requests": 4, "labelled": 2, "unparseable": 1, "retries": 0, "errors": 1}
+    b = Echo(LLMConfig(mode="generate"))
+    labels, scores = b.label([LabelRequest(str(i), "X", [t], []) for i, t in
+                              enumerate(["normal", "??", "!", "anomalous"])])
+    assert labels.tolist() == [0, -1, -1, 1] and scores[0] == 0.0 and scores[3] == 1.0
+    assert b.stats == {"requests": 4, "labelled": 2, "unanswered": 2, "unparseable": 1, "retries": 0, "errors": 1}
 
 
 def test_llm_config_defaults_follow_the_paper():
@@ -133,13 +140,15 @@ def test_llm_config_defaults_follow_the_paper():
 
 def test_llm_config_validation_lists_every_problem():
     cfg = FusionLogConfig()
-    cfg.llm = LLMConfig(backend="gpt", mode="vibes", constraint="regex", threshold=1.5, max_retries=-1,
+    cfg.llm = LLMConfig(backend="gpt", mode="vibes", constraint="regex", top_p=1.5, max_retries=-1,
                         model_path="/no/such.gguf", n_threads=-2)
-    problems = [p for p in validate(cfg) if p.startswith("llm")]
+    cfg.teacher = TeacherConfig(threshold=1.5)
+    problems = validate(cfg)
     assert any(p.startswith("llm.backend: 'gpt'; allowed: llama_cpp, http, vllm") for p in problems)
     assert any(p.startswith("llm.mode: 'vibes'") for p in problems)
     assert any(p.startswith("llm.constraint: 'regex'") for p in problems)
-    assert any(p.startswith("llm.threshold (1.5)") for p in problems)
+    assert any(p.startswith("llm.top_p (1.5)") for p in problems)
+    assert "teacher.threshold: 1.5; must be in [0, 1]" in problems
     assert "llm.max_retries: -1; must be >= 0" in problems and "llm.n_threads: -2; must be >= 0" in problems
     assert any("llm.model_path: '/no/such.gguf' does not exist" in p for p in problems)
 
@@ -156,6 +165,15 @@ def test_llm_config_validation_cross_checks():
     assert not [p for p in validate(cfg) if p.startswith("llm")]
 
 
-def test_make_backend_rejects_loglik_over_http():
+def test_llm_section_is_checked_only_for_an_llm_teacher():
+    cfg = FusionLogConfig()
+    cfg.llm = LLMConfig(backend="gpt")
+    cfg.teacher = TeacherConfig(kind="keyword")
+    assert not [p for p in validate(cfg) if p.startswith("llm")]
+    cfg.teacher = TeacherConfig(kind="committee", members=["keyword", "llm"])
+    assert any(p.startswith("llm.backend") for p in validate(cfg))
+
+
+def test_make_llm_rejects_loglik_over_http():
     with pytest.raises(LLMBackendError, match="loglik"):
-        make_backend(LLMConfig(backend="http", mode="loglik"))
+        make_llm(LLMConfig(backend="http", mode="loglik"))

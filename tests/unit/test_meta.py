@@ -8,7 +8,7 @@ import torch
 
 from tests.unit._synthetic import make_system
 from fusionlog.config import FusionLogConfig, MetaConfig, ModelConfig
-from fusionlog.dataset import SystemData, build_train_data
+from fusionlog.dataset import PreparedSystem, build_train_data
 from fusionlog.meta import (adversarial_loss, anomaly_head_step, classification_loss, domain_head_step, inner_adapt,
                             make_optimizers, make_task, meta_gradients, meta_step, outer_step,
                             predict_proba, resolve_pos_weight, sample_source_rows, sample_task_rows, steps_per_epoch,
@@ -158,10 +158,10 @@ def test_resolve_pos_weight_and_steps_per_epoch():
     assert resolve_pos_weight(0.0, labels) == 3.0 and resolve_pos_weight(2.5, labels) == 2.5
     cfg = _cfg()
     cfg.train.steps_per_epoch = 0
-    assert steps_per_epoch(cfg, 100, 1) == 3  # ceil(100 / (2 tasks * 24))
-    assert steps_per_epoch(cfg, 100, 2) == 2
+    assert steps_per_epoch(cfg.train, cfg.meta, 100, 1) == 3  # ceil(100 / (2 tasks * 24))
+    assert steps_per_epoch(cfg.train, cfg.meta, 100, 2) == 2
     cfg.meta.method = "source_only"
-    assert steps_per_epoch(cfg, 100, 1) == 5  # ceil(100 / 24)
+    assert steps_per_epoch(cfg.train, cfg.meta, 100, 1) == 5  # ceil(100 / 24)
 
 
 def test_predict_proba_keeps_input_order_and_counts_truncation(data):
@@ -210,7 +210,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data):
 
 def test_target_labels_do_not_change_training(data):
     src, tgt = make_system("SRC", n_seq=160, seed=1), make_system("TGT", n_seq=80, seed=2, shift=0.3)
-    hidden = SystemData(tgt.name, tgt.event_ids, tgt.templates, tgt.vectors, tgt.sequences,
+    hidden = PreparedSystem(tgt.name, tgt.event_ids, tgt.templates, tgt.vectors, tgt.sequences,
                         np.full(len(tgt), -1, dtype=np.int8), tgt.seq_ids)
     cfg = _cfg()
     cfg.train.epochs = 2

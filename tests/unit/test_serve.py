@@ -1,4 +1,4 @@
-"""Serving without Serve: request decoding and limits, grouping, scoring, bottleneck and knowledge base.
+"""Serving without Serve: request decoding and limits, grouping, the scoring path, bottleneck and knowledge base.
 
 The artifact is a real one (tests/serve_artifact.py: demo prepare + a few training steps, ~15 s once
 per session), so raw BGL lines go through the saved drain3 state exactly as a replica parses them.
@@ -11,10 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fusionlog.dataset import load_system
-from fusionlog.serve import (KNOWLEDGE_BASE, RequestRejected, ScoreRequest, ServeArgs, ServeLimits, SequenceInput,
-                             decode_request, expand_request, load_scoring_model, max_similarity, model_info,
-                             score_sequences)
+from fusionlog.artifact import KNOWLEDGE_BASE
+from fusionlog.dataset import load_prepared
+from fusionlog.scoring import Scorer
+from fusionlog.serve import (RequestRejected, ScoreRequest, ServeArgs, ServeLimits, SequenceInput, decode_request,
+                             expand_request, model_info, score_sequences)
 
 from tests.serve_artifact import bgl_lines, build_demo_artifact
 
@@ -29,7 +30,7 @@ def artifact_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(artifact_dir):
-    return load_scoring_model(artifact_dir)
+    return Scorer.load(artifact_dir)
 
 
 def _decode(obj, **limits) -> ScoreRequest:
@@ -86,18 +87,10 @@ def test_serve_args_defaults_and_unknown_keys():
 # ----------------------------------------------------------------------------- scoring
 
 
-def test_max_similarity_hand_made_example():
-    unit = np.array([[1, 0], [0.6, 0.8], [0, 1]], dtype=np.float32)
-    # against source events {0}: cos(e, e0)
-    np.testing.assert_allclose(max_similarity(unit, np.array([0]), exclude_self=False), [1.0, 0.6, 0.0], atol=1e-6)
-    # against all other events (leave one out)
-    np.testing.assert_allclose(max_similarity(unit, np.arange(3), exclude_self=True), [0.6, 0.8, 0.8], atol=1e-6)
-
-
 def test_raw_lines_score_like_the_prepared_sequence(model, artifact_dir):
     """Training/serving consistency: window 0 of BGL_2k scored from raw lines == from prepared events."""
     prepared = artifact_dir.parent / "prepared"
-    system = load_system(prepared, "BGL", read_labels=False)
+    system = load_prepared(prepared, "BGL", read_labels=False)
     rows, unknown = model.artifact.reindex(system)
     assert unknown == 0
     expected, _ = model.artifact.score(rows[:2])
@@ -126,23 +119,20 @@ def test_ungrouped_lines_use_the_systems_window_rule_and_report_what_they_drop(m
 
 
 def test_flagged_sequences_get_the_bottleneck_event(model):
-    model = load_scoring_model(model.path, threshold=0.0)
+    model = Scorer.load(model.path, threshold=0.0)
     seq = SequenceInput("s", "lines", bgl_lines(20, 60) + ["garbage"], list(range(21)))
     out = score_sequences(model, [seq])[0]
     assert out["label"] == "anomalous" and out["threshold"] == 0.0
     assert out["skipped_lines"] == [{"line": 20, "reason": "format_mismatch"}]
     b = out["bottleneck"]
-    parsed_rows = [model.index[e] for e in _event_ids(model, seq)]
-    assert b["reference"] == "all_events_leave_one_out"
+    parsed_rows = [model.index[e] for e in out["event_ids"]]
     assert b["similarity"] == round(float(model.similarity[parsed_rows].min()), 6)
     assert model.similarity[model.index[b["event_id"]]] == model.similarity[parsed_rows].min()
+    source = model.artifact.table.vectors[model.artifact.is_source]
+    unit = model.artifact.table.vectors / np.linalg.norm(model.artifact.table.vectors, axis=1, keepdims=True)
+    src = source / np.linalg.norm(source, axis=1, keepdims=True)
+    np.testing.assert_allclose(model.similarity, (unit @ src.T).max(axis=1), atol=1e-6)  # against the source events
     assert out["nearest_sequences"] is None  # no knowledge base in this artifact
-
-
-def _event_ids(model, seq):
-    from fusionlog.serve import parse_sequence
-
-    return [model.artifact.table.event_ids[r] for r in parse_sequence(model, seq).rows]
 
 
 def test_a_sequence_of_only_unknown_events_is_unscored(model):
@@ -151,37 +141,30 @@ def test_a_sequence_of_only_unknown_events_is_unscored(model):
     assert [u["reason"] for u in out["unknown_events"]] == ["template_not_in_model"] * 2
 
 
-def test_source_flag_and_knowledge_base(model, tmp_path):
+def test_knowledge_base_gives_the_nearest_labelled_sequences(model, tmp_path):
     art = tmp_path / "art"
     shutil.copytree(model.path, art)
-    events = pq.read_table(art / "events.parquet")
-    n_source = 16  # the HDFS events come first in the merged table (dataset.merge_systems)
-    is_source = [i < n_source for i in range(events.num_rows)]
-    pq.write_table(events.append_column("is_source", pa.array(is_source)), art / "events.parquet")
-    unit = model.unit
+    vectors = model.artifact.table.vectors
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     kb_vectors = [unit[:3].mean(axis=0), unit[20:25].mean(axis=0), -unit[0]]
-    kb = pa.table({"seq_id": ["a", "b", "c"], "label": [0, 1, 1], "content": ["x", "y", "z"],
+    kb = pa.table({"seq_id": ["a", "b", "c"], "label": pa.array([0, 1, 1], pa.int8()), "content": ["x", "y", "z"],
+                   "confidence": [0.9, 0.8, 0.7],
                    "vector": pa.array([v.tolist() for v in kb_vectors], pa.list_(pa.float32()))})
     pq.write_table(kb, art / KNOWLEDGE_BASE)
-
-    flagged = load_scoring_model(art, threshold=0.0, kb_top_k=2)
-    assert flagged.reference == "source" and model_info(flagged)["knowledge_base"] == {"rows": 3, "vector": "mean_event"}
-    expected = (unit @ unit[:n_source].T).max(axis=1)
-    np.testing.assert_allclose(flagged.similarity, expected, atol=1e-6)
+    flagged = Scorer.load(art, threshold=0.0, kb_top_k=2)
+    assert model_info(flagged)["knowledge_base"] == {"rows": 3}
     templates = [flagged.artifact.table.templates[r] for r in range(20, 25)]
     out = score_sequences(flagged, [SequenceInput("q", "events", templates, list(range(5)))])[0]
-    assert out["bottleneck"]["reference"] == "source"
-    assert out["bottleneck"]["similarity"] == round(float(expected[20:25].min()), 6)
     near = out["nearest_sequences"]
     assert [n["seq_id"] for n in near] == ["b", "a"] and near[0]["similarity"] == pytest.approx(1.0, abs=1e-5)
-    assert near[0] == {"seq_id": "b", "label": 1, "content": "y", "similarity": near[0]["similarity"]}
+    assert near[0] == {"seq_id": "b", "label": 1, "confidence": 0.8, "content": "y", "similarity": near[0]["similarity"]}
 
 
 def test_artifact_without_drain_state_accepts_events_only(model, tmp_path):
     art = tmp_path / "art"
     shutil.copytree(model.path, art)
     (art / "drain3_state.bin").unlink()
-    m = load_scoring_model(art)
+    m = Scorer.load(art)
     assert not model_info(m)["raw_lines"] and "drain3_state.bin" in m.notes[0]
     with pytest.raises(RequestRejected, match="only 'events' are accepted"):
         expand_request(m, ScoreRequest(lines=bgl_lines(3)))
@@ -193,7 +176,7 @@ def test_artifact_without_drain_state_accepts_events_only(model, tmp_path):
 
 def test_missing_artifact_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="artifact_dir not found: .*nowhere"):
-        load_scoring_model(tmp_path / "nowhere")
+        Scorer.load(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="missing model.pt"):
-        load_scoring_model(tmp_path / "empty")
+        Scorer.load(tmp_path / "empty")

@@ -3,49 +3,61 @@ import math
 import numpy as np
 import pytest
 
-from fusionlog.config import FusionLogError, LLMConfig
-from fusionlog.llm import LabelRequest, LabelResult, LLMBackend
-from fusionlog.teachers import EnsembleTeacher, make_teacher, q_statistic
+from fusionlog.config import FusionLogError, LLMConfig, TeacherConfig
+from fusionlog.teachers import LabelRequest, Teacher, make_teacher
+from fusionlog.teachers.committee import Committee
+from fusionlog.teachers.pca import q_statistic
 
 
 def _req(sid, templates):
     return LabelRequest(sid, "BGL", templates, [])
 
 
+def _teacher(kind, **kw):
+    return make_teacher(TeacherConfig(kind=kind, **kw), LLMConfig())
+
+
 def test_keyword_teacher_labels_and_counts():
-    t = make_teacher(LLMConfig(backend="keyword"))
-    out = t.label([_req("a", ["ciod: Error reading message", "ok"]),
-                   _req("b", ["generating core.<*>", "instruction cache parity corrected"])])
-    assert [(r.label, r.p_anomalous, r.raw) for r in out] == [(1, 1.0, "Error"), (0, 0.0, "none")]
-    assert t.stats["requests"] == 2 and t.stats["labelled"] == 2 and not t.calibratable
+    t = _teacher("keyword")
+    reqs = [_req("a", ["ciod: Error reading message", "ok"]), _req("b", ["generating core.<*>", "instruction cache"])]
+    labels, scores = t.label(reqs)
+    assert labels.tolist() == [1, 0] and scores.tolist() == [1.0, 0.0] and t.hit(reqs[0].templates) == "Error"
+    assert t.stats == {"requests": 2, "labelled": 2, "unanswered": 0} and not t.calibratable
 
 
-class _Fixed(LLMBackend):
+class _Fixed(Teacher):
     def __init__(self, ps):
         super().__init__()
         self.ps = ps
 
-    def label(self, requests):
-        return [LabelResult(r.seq_id, -1 if math.isnan(p) else int(p >= 0.5), p, "") for r, p in zip(requests, self.ps)]
+    def score(self, requests):
+        return np.array(self.ps[:len(requests)], dtype=np.float64)
 
 
-def test_ensemble_means_finite_members_and_thresholds():
-    ens = EnsembleTeacher([_Fixed([0.2, math.nan, math.nan]), _Fixed([0.6, 0.9, math.nan])], threshold=0.5)
-    out = ens.label([_req("a", []), _req("b", []), _req("c", [])])
-    assert [r.p_anomalous for r in out[:2]] == [pytest.approx(0.4), pytest.approx(0.9)]
-    assert [r.label for r in out] == [0, 1, -1] and out[2].error == "no member answered"
-    ens.set_threshold(0.3)
-    assert ens.label([_req("a", [])])[0].label == 1
+def test_decide_is_the_threshold_and_nan_is_no_answer():
+    t = _Fixed([0.2, 0.5, math.nan])
+    assert t.decide(np.array([0.2, 0.5, math.nan])).tolist() == [0, 1, -1]
+    t.threshold = 0.1
+    assert t.label([_req("a", [])])[0].tolist() == [1]
+
+
+def test_committee_means_finite_members_and_thresholds():
+    com = Committee([_Fixed([0.2, math.nan, math.nan]), _Fixed([0.6, 0.9, math.nan])], threshold=0.5)
+    labels, scores = com.label([_req("a", []), _req("b", []), _req("c", [])])
+    assert scores[:2].tolist() == [pytest.approx(0.4), pytest.approx(0.9)] and math.isnan(scores[2])
+    assert labels.tolist() == [0, 1, -1] and com.stats["unanswered"] == 1
+    com.threshold = 0.3
+    assert com.label([_req("a", [])])[0].tolist() == [1]
 
 
 def test_semantic_teacher_ranks_failures_above_routine_messages():
     pytest.importorskip("sentence_transformers")
-    t = make_teacher(LLMConfig(backend="semantic"))
-    fail = t.label([_req("f", ["Got exception while serving <*> to <*>"])])[0].p_anomalous
-    fine = t.label([_req("n", ["Deleting block <*> file <*>", "[instance: <*>] VM Started (Lifecycle Event)"])])[0]
-    assert fail > fine.p_anomalous and t.calibratable
-    t.set_threshold(0.99)
-    assert t.label([_req("f", ["Got exception while serving <*> to <*>"])])[0].label == 0
+    t = _teacher("semantic")
+    fail = t.score([_req("f", ["Got exception while serving <*> to <*>"])])[0]
+    fine = t.score([_req("n", ["Deleting block <*> file <*>", "[instance: <*>] VM Started (Lifecycle Event)"])])[0]
+    assert fail > fine and t.calibratable
+    t.threshold = 0.99
+    assert t.label([_req("f", ["Got exception while serving <*> to <*>"])])[0].tolist() == [0]
 
 
 def _population(n_normal=300, seed=0):
@@ -71,25 +83,24 @@ def test_q_statistic_grows_with_the_residual_variance_and_confidence():
 
 
 def test_pca_teacher_flags_what_the_usual_patterns_do_not_explain():
-    t = make_teacher(LLMConfig(backend="pca"))
+    t = _teacher("pca")
     pop = _population()
     with pytest.raises(FusionLogError, match="before fit"):
         t.label([_req("x", pop[0])])
     t.fit(pop)
-    out = t.label([_req(str(i), s) for i, s in enumerate(pop)])
-    p = np.array([r.p_anomalous for r in out])
+    labels, p = t.label([_req(str(i), s) for i, s in enumerate(pop)])
     assert t.calibratable and t.deterministic
-    assert p[-1] > p[:-2].max() and out[-1].label == 1  # the repeated step is the least explained of all
+    assert p[-1] > p[:-2].max() and labels[-1] == 1  # the repeated step is the least explained of all
     assert p[-2] > np.median(p[:-2])  # the missing step (a common event: low IDF weight) ranks above most
-    assert np.mean([r.label for r in out[:-2]]) < 0.05
-    unseen = t.label([_req("u", ["open <*>", "never seen before <*>", "close <*>"])])[0]
-    assert unseen.label == 1 and "unseen=1" in unseen.raw
+    assert labels[:-2].mean() < 0.05
+    unseen_label, unseen_p = t.label([_req("u", ["open <*>", "never seen before <*>", "close <*>"])])
+    assert unseen_label.tolist() == [1] and unseen_p.tolist() == [1.0]
 
 
-def test_ensemble_members_come_from_config_and_are_fitted():
-    t = make_teacher(LLMConfig(backend="ensemble", ensemble=["keyword", "pca"]))
+def test_committee_members_come_from_config_and_are_fitted():
+    t = _teacher("committee", members=["keyword", "pca"])
     assert [type(m).__name__ for m in t.members] == ["KeywordTeacher", "PCATeacher"]
     pop = _population()
     t.fit(pop)
-    out = t.label([_req("a", pop[0]), _req("b", [*pop[0], "fatal error <*>"])])
-    assert out[0].p_anomalous < 0.5 <= out[1].p_anomalous
+    p = t.score([_req("a", pop[0]), _req("b", [*pop[0], "fatal error <*>"])])
+    assert p[0] < 0.5 <= p[1]

@@ -1,11 +1,14 @@
-"""The evaluation suite's aggregation and formatting, on hand-made rows (no training, no Ray)."""
+"""The evaluation suite's loading, aggregation and report, on hand-made rows (no training, no Ray)."""
 import math
 
 import pytest
 
-from fusionlog.config import FusionLogError
-from fusionlog.suite import (aggregate, aggregate_subsets, fmt_ms, format_sizes, load_suite, mean_sd, render_bar,
-                             render_paper, render_routing, render_subsets, render_table, render_teacher_checks)
+from experiments.aggregate import aggregate, aggregate_subsets, fmt_ms, mean_sd
+from experiments.record import Record
+from experiments.report import (format_sizes, render_bar, render_paper, render_report, render_routing,
+                                render_subsets, render_table, render_teacher_checks)
+from experiments.suite import Suite, load_suite, run_suite
+from fusionlog.config import ConfigError, FusionLogError
 
 
 def _row(pair, method, seed, f1, **kw):
@@ -67,7 +70,8 @@ def test_render_paper_gap_and_notes():
     table, notes = render_paper(aggregate(rows))
     line = next(li for li in table.splitlines() if li.startswith("| HDFS->BGL"))
     assert "94.65" in line and "85.00 ± 7.07" in line and "+9.65" in line
-    assert "n/a" in next(li for li in table.splitlines() if li.startswith("| BGL->HDFS"))
+    assert not [li for li in table.splitlines() if li.startswith("| BGL->HDFS")]  # a pair the suite did not run
+    assert render_paper(aggregate([_row("MyApp->BGL", "fusionlog", 0, 0.5)])) == ("", [])
     assert len(notes) == 1 and "short by 9.65" in notes[0] and "keyword rule 59.00" in notes[0]
 
 
@@ -97,16 +101,36 @@ def test_load_suite_checks(tmp_path):
     bad.write_text("base_config: base.yaml\nseedz: [0]\n")
     with pytest.raises(FusionLogError, match="unknown suite keys"):
         load_suite(bad)
-    bad.write_text("base_config: base.yaml\nseeds: [0]\npairs: [{sources: [A], target: B}]\nteachers: [llm.backend=pca]\n")
-    with pytest.raises(FusionLogError, match="teachers must be a list of override lists"):
+    bad.write_text("base_config: base.yaml\nseeds: [0]\npairs: [{sources: [A], target: B}]\nteachers: [pca]\n")
+    with pytest.raises(FusionLogError, match="teachers must be a mapping"):
         load_suite(bad)
+
+
+def test_suite_sections_are_typed_configs(tmp_path):
+    """every_run/fusionlog/llm_run are partial configs checked like a config file; the CLI's key=value go last."""
+    from tests.conftest import ROOT
+
+    good = tmp_path / "s.yaml"
+    text = (f"base_config: {ROOT / 'configs' / 'demo.yaml'}\nseeds: [0]\npairs: [{{sources: [HDFS], target: BGL}}]\n"
+            "every_run: {model: {hidden: 16}}\nfusionlog: {teacher: {kind: pca}, model: {hidden: 8}}\n"
+            "teachers: {kw: {kind: keyword}}\n")
+    good.write_text(text)
+    suite = Suite(load_suite(good), ["model.layers=2"])
+    assert (suite.every.model.hidden, suite.fusion_base.model.hidden, suite.fusion_base.teacher.kind) == (16, 8, "pca")
+    assert suite.every.model.layers == suite.fusion_base.model.layers == 2
+    assert suite.teachers["kw"].kind == "keyword"
+    run = suite.cfg(suite.fusion_base, ["HDFS"], "BGL", 3, tmp_path / "run", "source_only")
+    assert (run.run.seed, run.meta.method, run.run.output_dir) == (3, "source_only", str(tmp_path / "run"))
+    good.write_text(text.replace("hidden: 16", "hiden: 16"))
+    with pytest.raises(ConfigError, match="every_run.model.hiden: unknown key"):
+        Suite(load_suite(good))
 
 
 def test_bar_prints_each_margin_and_whether_it_is_met():
     rows = [_row("A->B", "keyword", 0, 0.5), _row("A->B", "source_only", 0, 0.1),
             _row("A->B", "fusionlog", 0, 0.6, auroc=0.95), _row("A->B", "fusionlog_all", 0, 0.45, auroc=0.8)]
     rows[2]["teacher"] = "pca"
-    checks = [{"pair": "A->B", "teacher": "pca", "data": "B (target, evaluation only)", "f1": f, "auroc": 0.7}
+    checks = [{"pair": "A->B", "teacher": "pca", "system": "B", "role": "target", "f1": f, "auroc": 0.7}
               for f in (0.5, 0.7)]
     lines = render_bar(aggregate(rows), checks).splitlines()
     assert lines[2] == "| A->B | scope=proprietary | 0.600 | +0.100 | +0.200 | +0.050 | yes | pca: 0.600 ± 0.141 / 0.700 ± 0.000 |"
@@ -114,37 +138,39 @@ def test_bar_prints_each_margin_and_whether_it_is_met():
 
 
 def test_teacher_checks_average_over_seeds():
-    checks = [{"pair": "A->B", "teacher": "pca", "data": "A (source)", "seed": s, "sequences": 10, "anomalous": 2,
+    checks = [{"pair": "A->B", "teacher": "pca", "system": "A", "role": "source", "seed": s, "sequences": 10,
+               "anomalous": 2,
                "precision": p, "recall": 1.0, "f1": 0.5, "auroc": 0.9} for s, p in ((0, 0.4), (1, 0.6))]
     line = render_teacher_checks(checks).splitlines()[2]
     assert line == "| A->B | pca | A (source) | 10/2 | 2 | 0.500 ± 0.141 | 1.000 ± 0.000 | 0.500 ± 0.000 | 0.900 ± 0.000 |"
 
 
-def test_render_only_writes_the_report_again_from_saved_rows(tmp_path):
-    import json
-
-    from fusionlog.suite import run_suite
-
+def test_render_only_writes_the_report_again_from_the_saved_record(tmp_path):
     (tmp_path / "base.yaml").write_text("run: {seed: 0}\n")
     suite = tmp_path / "s.yaml"
     suite.write_text(f"base_config: base.yaml\nseeds: [0]\npairs: [{{sources: [A], target: B}}]\n"
                      f"output_dir: {tmp_path / 'out'}\nresults_md: {tmp_path / 'r.md'}\nplot: {tmp_path / 'r.png'}\n")
     with pytest.raises(FileNotFoundError, match="run the suite once"):
         run_suite(suite, render_only=True)
-    (tmp_path / "out").mkdir()
     rules = [{"pair": "A->B", "rule": r, "distinct_scores": d, "tau": 0.5, "general": g, "proprietary": 10 - g,
               "general_anomalous": 1, "proprietary_anomalous": 1} for r, d, g in (("paper", 1, 10), ("tiebreak", 9, 6))]
-    state = {"rows": [_row("A->B", "keyword", 0, 0.5), _row("A->B", "fusionlog", 0, 0.6, teacher="pca")],
-             "routes": [], "subsets": [], "teacher_checks": [], "rule_checks": rules, "prepare_seconds": {"A_B": 1.0},
-             "skipped": [], "run_info": {"date": "2026-01-02 03:04 UTC", "machine": "box"}, "seconds": 60.0,
-             "partial": True}
-    (tmp_path / "out" / "suite_rows.json").write_text(json.dumps(state))
+    rec = Record(settings={"command": "fusionlog evaluate --suite s.yaml", "seeds": [0], "base_config": "my.yaml"},
+                 systems={"MyApp": {"inputs": ["/data/myapp.log"], "sequences": 40, "anomalous": 3, "events": 12,
+                                    "grouping": "raw lines parsed by drain3, grouped by count_window (20 lines)"}},
+                 rows=[_row("A->B", "keyword", 0, 0.5), _row("A->B", "fusionlog", 0, 0.6, teacher="pca")],
+                 rule_checks=rules, prepare_seconds={"A_B": 1.0},
+                 run_info={"date": "2026-01-02 03:04 UTC", "machine": "box"}, seconds=60.0)
+    rec.save(tmp_path / "out" / "suite_record.json")
     with pytest.raises(FusionLogError, match="did not finish"):
         run_suite(suite, render_only=True)
-    state["partial"] = False
-    (tmp_path / "out" / "suite_rows.json").write_text(json.dumps(state))
+    rec.partial = False
+    rec.save(tmp_path / "out" / "suite_record.json")
     assert run_suite(suite, render_only=True) == 0
     md = (tmp_path / "r.md").read_text()
     assert "- date: 2026-01-02 03:04 UTC; suite wall time 1.0 min (prepare: A_B 1.0 s)" in md
     assert "- machine: box" in md and "| A->B | paper | 1 | 0.5000 | 10 (1) | 0 (1) |" in md
     assert "| A->B | FusionLog (fused small model) | pca |" in md
+    # the data paragraph describes the systems the suite ran, from the record, nothing built in
+    assert "**MyApp**: `myapp.log`; 40 sequences (3 anomalous), 12 events" in md and "KRONE" not in md
+    assert "Paper's numbers" not in md  # no pair of the paper was run
+    assert render_report(rec) == md

@@ -1,0 +1,44 @@
+"""Teachers (``teacher.kind``): the LLM of the paper, or label-free ones that run anywhere.
+
+- ``keyword``: generic failure words (fusionlog/teachers/keyword.py);
+- ``semantic``: all-MiniLM-L6-v2 against generic failure/health descriptions (semantic.py);
+- ``pca``: the PCA residual detector over the labelled system's own event counts (pca.py);
+- ``committee``: the mean p(anomalous) of ``teacher.members`` (committee.py);
+- ``llm``: an LLM back-end chosen by ``llm.backend`` (fusionlog/llm/).
+
+Every teacher has the interface of fusionlog/teachers/base.py: fit, score, decide.
+"""
+from __future__ import annotations
+
+from fusionlog.config import LLMConfig, TeacherConfig
+from fusionlog.teachers.base import Example, LabelRequest, Teacher
+
+__all__ = ["Example", "LabelRequest", "Teacher", "make_teacher"]
+
+
+def make_teacher(cfg: TeacherConfig, llm: LLMConfig, minilm_path: str = "") -> Teacher:
+    """The teacher named by ``teacher.kind`` (a committee builds each member the same way)."""
+    kind = cfg.kind
+    if kind == "keyword":
+        from fusionlog.teachers.keyword import KeywordTeacher
+
+        return KeywordTeacher()
+    if kind == "semantic":
+        from fusionlog.teachers.semantic import SemanticTeacher
+
+        return SemanticTeacher(minilm_path, cfg.threshold)
+    if kind == "pca":
+        from fusionlog.teachers.pca import PCATeacher
+
+        return PCATeacher(threshold=cfg.threshold)
+    if kind == "committee":
+        from dataclasses import replace
+
+        from fusionlog.teachers.committee import Committee
+
+        return Committee([make_teacher(replace(cfg, kind=m), llm, minilm_path) for m in cfg.members], cfg.threshold)
+    if kind == "llm":
+        from fusionlog.llm import make_llm
+
+        return make_llm(llm, cfg.threshold)
+    raise ValueError(f"unknown teacher.kind {kind!r}")
