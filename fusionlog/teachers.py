@@ -26,6 +26,8 @@ from typing import Sequence
 import numpy as np
 
 from fusionlog.config import FusionLogError, LLMConfig
+from fusionlog.detectors import PCADetector, count_matrix, fit_vocabulary, q_statistic  # noqa: F401 (re-export)
+from fusionlog.detectors.pca import C_ALPHA, SPE_TOLERANCE
 from fusionlog.llm import LabelRequest, LabelResult, LLMBackend, make_backend
 
 DEFAULT_KEYWORDS = ("error", "fail", "failed", "failure", "exception", "fatal", "panic", "abort", "aborted",
@@ -130,19 +132,17 @@ class PCATeacher(LLMBackend):
     """PCA residual detector over event counts; p(anomalous) = r / (1 + r) with r = SPE / Q_alpha.
 
     p = 0.5 is the classical Q-statistic decision; calibration on source labels may move it.  The
-    ratio to Q_alpha, not the raw error, is what carries from one system to another.  Known blind
-    spot (as in the original): an event so rare and so IDF-heavy that it carries its own principal
-    component is "explained"; the keyword and semantic members cover such events when they speak.
+    ratio to Q_alpha, not the raw error, is what carries from one system to another.  The math is
+    ``fusionlog.detectors.PCADetector``; this adapts it to templates and label requests.
     """
 
     deterministic = True
 
-    def __init__(self, variance: float = 0.95, c_alpha: float = 3.2905, threshold: float = 0.5):
+    def __init__(self, variance: float = 0.95, c_alpha: float = C_ALPHA, threshold: float = 0.5):
         super().__init__()
-        self.variance, self.c_alpha, self.threshold = variance, c_alpha, threshold
+        self.detector = PCADetector(variance, c_alpha)
+        self.threshold = threshold
         self.vocab: dict[str, int] = {}
-        self.idf = self.mean = self.components = np.zeros(0)
-        self.q_alpha = 0.0
 
     @property
     def calibratable(self) -> bool:
@@ -151,61 +151,26 @@ class PCATeacher(LLMBackend):
     def set_threshold(self, threshold: float) -> None:
         self.threshold = float(threshold)
 
-    def _counts(self, population: Sequence[Sequence[str]]) -> np.ndarray:
-        x = np.zeros((len(population), len(self.vocab)), dtype=np.float64)
-        for i, templates in enumerate(population):
-            for t in templates:
-                j = self.vocab.get(t)
-                if j is not None:
-                    x[i, j] += 1
-        return x
-
     def fit(self, population: list[list[str]]) -> None:
         if not population:
             raise FusionLogError("pca teacher: fit() got no sequences")
-        self.vocab = {t: j for j, t in enumerate(sorted({t for seq in population for t in seq}))}
-        x = self._counts(population)
-        self.idf = np.log(len(x) / np.maximum((x > 0).sum(0), 1))
-        x = x * self.idf
-        self.mean = x.mean(0)
-        x = x - self.mean
-        _, s, vt = np.linalg.svd(x, full_matrices=False)
-        lam = s ** 2 / len(x)
-        total = lam.sum()
-        k = int(np.searchsorted(np.cumsum(lam) / total, self.variance) + 1) if total > 0 else 0
-        self.components = vt[:k]
-        self.q_alpha = q_statistic(lam[k:], self.c_alpha)
-
-    def spe(self, population: Sequence[Sequence[str]]) -> np.ndarray:
-        """Squared prediction error: what the principal (normal) subspace leaves unexplained."""
-        if not self.vocab:
-            raise FusionLogError("pca teacher: label() before fit(); it models the system it labels")
-        x = self._counts(population) * self.idf - self.mean
-        residual = x - (x @ self.components.T) @ self.components
-        return (residual ** 2).sum(1)
+        self.vocab = fit_vocabulary(population)
+        self.detector.fit(count_matrix(population, self.vocab)[0])
 
     def label(self, requests: list[LabelRequest]) -> list[LabelResult]:
-        spe = self.spe([r.templates for r in requests])
-        unseen = [sum(t not in self.vocab for t in r.templates) for r in requests]
+        if not self.vocab:
+            raise FusionLogError("pca teacher: label() before fit(); it models the system it labels")
+        if not requests:
+            return []
+        counts, unseen = count_matrix([r.templates for r in requests], self.vocab)
+        spe, q_alpha = self.detector.score(counts), self.detector.q_alpha
         out = []
         for req, e, u in zip(requests, spe, unseen):
-            r = e / self.q_alpha if self.q_alpha > 0 else (math.inf if e > 1e-12 else 0.0)
+            r = e / q_alpha if q_alpha > 0 else (math.inf if e > SPE_TOLERANCE else 0.0)
             p = 1.0 if u or math.isinf(r) else r / (1.0 + r)  # a template never seen at fit time: unexplained
             out.append(LabelResult(req.seq_id, int(p >= self.threshold), p, f"pca spe/q={r:.3g} unseen={u}"))
         self._count(out)
         return out
-
-
-def q_statistic(residual_eigenvalues: np.ndarray, c_alpha: float) -> float:
-    """Jackson & Mudholkar's threshold on the squared prediction error, from the discarded eigenvalues."""
-    phi = [float(np.sum(residual_eigenvalues ** i)) for i in (1, 2, 3)]
-    if phi[0] <= 0 or phi[1] <= 0:
-        return 0.0
-    h0 = 1.0 - 2.0 * phi[0] * phi[2] / (3.0 * phi[1] ** 2)
-    base = c_alpha * math.sqrt(2.0 * phi[1] * h0 ** 2) / phi[0] + 1.0 + phi[1] * h0 * (h0 - 1.0) / phi[0] ** 2
-    if h0 <= 0 or base <= 0:  # a spectrum too skewed for the power transform: the plain normal approximation
-        return phi[0] + c_alpha * math.sqrt(2.0 * phi[1])
-    return phi[0] * base ** (1.0 / h0)
 
 
 class EnsembleTeacher(LLMBackend):
