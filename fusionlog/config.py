@@ -203,7 +203,7 @@ class DistillConfig:
 
 
 LLM_BACKENDS = ("llama_cpp", "http", "vllm")
-LABEL_FREE_TEACHERS = ("keyword", "semantic", "pca")
+LABEL_FREE_TEACHERS = ("keyword", "semantic", "pca", "invariants", "isolation_forest")
 TEACHER_KINDS = ("llm", *LABEL_FREE_TEACHERS, "committee")
 
 
@@ -211,7 +211,7 @@ TEACHER_KINDS = ("llm", *LABEL_FREE_TEACHERS, "committee")
 class TeacherConfig:
     """Who pseudo-labels the target (FusionLog §III-D): the LLM (the paper) or a label-free teacher."""
 
-    kind: str = "llm"  # llm (the paper; llm.* says which model) | keyword | semantic | pca | committee (of members)
+    kind: str = "llm"  # llm (the paper; llm.* says which model) | keyword | semantic | pca | invariants | isolation_forest | committee (of members)
     members: list[str] = field(default_factory=lambda: ["keyword", "semantic"])  # committee: mean p(anomalous) of these kinds
     threshold: float = 0.5  # the teacher's p(anomalous) cut until calibration sets it (pca: 0.5 is its Q-statistic)
     calibrate: bool = True  # ours: set the threshold on labelled SOURCE-val sequences; false keeps the teacher's own rule

@@ -2,7 +2,8 @@
 
 - ``keyword``: generic failure words (fusionlog/teachers/keyword.py);
 - ``semantic``: all-MiniLM-L6-v2 against generic failure/health descriptions (semantic.py);
-- ``pca``: the PCA residual detector over the labelled system's own event counts (pca.py);
+- ``pca``, ``invariants``, ``isolation_forest``: classic detectors over the labelled system's own
+  event counts (fusionlog/detectors/), each with its own decision rule (detector.py);
 - ``committee``: the mean p(anomalous) of ``teacher.members`` (committee.py);
 - ``llm``: an LLM back-end chosen by ``llm.backend`` (fusionlog/llm/).
 
@@ -14,6 +15,8 @@ from fusionlog.config import LLMConfig, TeacherConfig
 from fusionlog.teachers.base import Example, LabelRequest, Teacher
 
 __all__ = ["Example", "LabelRequest", "Teacher", "make_teacher"]
+
+DETECTORS = ("pca", "invariants", "isolation_forest")
 
 
 def make_teacher(cfg: TeacherConfig, llm: LLMConfig, minilm_path: str = "") -> Teacher:
@@ -27,10 +30,12 @@ def make_teacher(cfg: TeacherConfig, llm: LLMConfig, minilm_path: str = "") -> T
         from fusionlog.teachers.semantic import SemanticTeacher
 
         return SemanticTeacher(minilm_path, cfg.threshold)
-    if kind == "pca":
-        from fusionlog.teachers.pca import PCATeacher
+    if kind in DETECTORS:
+        from fusionlog.detectors import InvariantMining, IsolationForestDetector, PCADetector
+        from fusionlog.teachers.detector import DetectorTeacher
 
-        return PCATeacher(threshold=cfg.threshold)
+        detector = {"pca": PCADetector, "invariants": InvariantMining, "isolation_forest": IsolationForestDetector}[kind]
+        return DetectorTeacher(kind, detector(), cfg.threshold)
     if kind == "committee":
         from dataclasses import replace
 

@@ -6,7 +6,7 @@ import pytest
 from fusionlog.config import FusionLogError, LLMConfig, TeacherConfig
 from fusionlog.teachers import LabelRequest, Teacher, make_teacher
 from fusionlog.teachers.committee import Committee
-from fusionlog.teachers.pca import q_statistic
+from fusionlog.detectors import q_statistic
 
 
 def _req(sid, templates):
@@ -99,8 +99,28 @@ def test_pca_teacher_flags_what_the_usual_patterns_do_not_explain():
 
 def test_committee_members_come_from_config_and_are_fitted():
     t = _teacher("committee", members=["keyword", "pca"])
-    assert [type(m).__name__ for m in t.members] == ["KeywordTeacher", "PCATeacher"]
+    assert [type(m).__name__ for m in t.members] == ["KeywordTeacher", "DetectorTeacher"]
     pop = _population()
     t.fit(pop)
     p = t.score([_req("a", pop[0]), _req("b", [*pop[0], "fatal error <*>"])])
     assert p[0] < 0.5 <= p[1]
+
+
+def test_detector_scores_map_to_probabilities_with_the_cutoff_at_one_half():
+    from fusionlog.teachers.detector import to_probability
+
+    np.testing.assert_allclose(to_probability(np.array([0.0, 1.0, 2.0, 3.0]), 2.0), [0.0, 1 / 3, 0.5, 0.6])
+    np.testing.assert_allclose(to_probability(np.array([0.0, 1.0, 3.0]), 0.0), [0.0, 0.75, 0.875])
+    assert to_probability(np.array([np.inf]), 1.0).tolist() == [1.0]
+
+
+@pytest.mark.parametrize("kind", ["invariants", "isolation_forest"])
+def test_count_detectors_as_teachers_decide_by_their_own_rule(kind):
+    t = _teacher(kind)
+    pop = _population()
+    t.fit(pop)
+    labels, p = t.label([_req(str(i), s) for i, s in enumerate(pop)])
+    from fusionlog.detectors import count_matrix
+
+    assert labels.tolist() == t.detector.decide(count_matrix(pop, t.vocab)[0]).tolist()  # p >= 0.5: its own rule
+    assert labels[-1] == 1 and p[-1] > np.median(p[:-2])  # the repeated step
