@@ -120,7 +120,9 @@ class RoundLog:
     llm_unparsed: int
     llm_anomalous: int
     kb_size: int
-    finetune_loss: float
+    finetune_loss: float  # NaN: no fine-tuning this round (an empty or one-class set)
+    clean_anomalous: int = 0  # of ``clean``, pseudo-labelled anomalous
+    finetuned_on: int = 0  # sequences the round fine-tuned on (0: skipped)
 
 
 @dataclass
@@ -256,7 +258,9 @@ def distill(inp: DistillInputs, teacher: Teacher, store: VectorStore, cfg: Disti
         for i, y in zip(clean, llm_labels[clean_mask]):
             res.pseudo_labels[inp.seq_ids[i]] = int(y)
         entry = RoundLog(r, eps, len(pool), len(clean), len(pool) - len(clean), int((llm_labels < 0).sum()),
-                         int((llm_labels == 1).sum()), store.count(), loss)
+                         int((llm_labels == 1).sum()), store.count(), loss,
+                         clean_anomalous=int((llm_labels[clean_mask] == 1).sum()),
+                         finetuned_on=0 if np.isnan(loss) else len(rows))
         res.rounds.append(entry)
         log.info("round %d: epsilon=%.2f pool=%d clean=%d noisy=%d kb=%d", r, eps, entry.pool, entry.clean,
                  entry.noisy, entry.kb_size)
