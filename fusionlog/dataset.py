@@ -246,9 +246,12 @@ def load_train_data(prepared_dir: str | Path, sources: list[str], target: str, v
                             load_prepared(prepared_dir, target, read_labels=False), val_fraction, seed, target_rows)
 
 
-def pad_batch(sequences: list[np.ndarray], pad_index: int, max_len: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Padded (B, T) int64 indices, lengths, and how many sequences were cut to ``max_len``.
+def pad_batch(sequences: list[np.ndarray], pad_index: int, max_len: int,
+              rng: Optional[np.random.Generator] = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Padded (B, T) int64 indices, lengths, and how many sequences were longer than ``max_len``.
 
+    A longer sequence keeps a window of ``max_len`` events: the first one, or (training, ``rng``
+    given) one at a random start, so every part of a long sequence is seen over the epochs.
     An empty sequence becomes one padding step (a zero vector), so every length is >= 1.
     """
     lengths = np.array([min(len(s), max_len) for s in sequences], dtype=np.int64)
@@ -256,6 +259,27 @@ def pad_batch(sequences: list[np.ndarray], pad_index: int, max_len: int) -> tupl
     lengths = np.maximum(lengths, 1)
     out = np.full((len(sequences), int(lengths.max(initial=1))), pad_index, dtype=np.int64)
     for i, s in enumerate(sequences):
-        n = min(len(s), max_len)
-        out[i, :n] = s[:n]
+        start = int(rng.integers(0, len(s) - max_len + 1)) if rng is not None and len(s) > max_len else 0
+        window = s[start:start + max_len]
+        out[i, :len(window)] = window
     return out, lengths, truncated
+
+
+def count_features(sequences: list[np.ndarray], n_events: int) -> np.ndarray:
+    """(B, n_events) float32 log1p counts of each event in each whole sequence (the count branch's input)."""
+    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences] + [np.zeros(0, np.int64)])
+    rows = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
+    counts = np.bincount(rows * n_events + flat, minlength=len(sequences) * n_events)
+    return np.log1p(counts.reshape(len(sequences), n_events)).astype(np.float32)
+
+
+def windows(sequences: list[np.ndarray], max_len: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Sequences cut into windows of ``max_len`` with half overlap (a shorter sequence is one window),
+    and the index of the sequence each window came from: long sequences are scored whole."""
+    out, owner, step = [], [], max(1, max_len // 2)
+    for i, s in enumerate(sequences):
+        starts = range(0, max(1, len(s) - max_len + step), step) if len(s) > max_len else [0]
+        for start in starts:
+            out.append(s[start:start + max_len])
+            owner.append(i)
+    return out, np.asarray(owner, dtype=np.int64)

@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 from fusionlog.config import DistillConfig, RetrievalConfig
-from fusionlog.dataset import pad_batch
-from fusionlog.meta import classification_loss, predict_proba
+from fusionlog.meta import batch_tensors, classification_loss, predict_proba
 from fusionlog.model import SmallModel
 from fusionlog.retrieval import Record, VectorStore, sequence_content, sequence_vectors
 from fusionlog.teachers import Example, LabelRequest, Teacher
@@ -81,8 +80,8 @@ def finetune(model: SmallModel, sequences: Sequence[np.ndarray], labels: np.ndar
         order = gen.permutation(len(sequences))
         for start in range(0, len(order), cfg.finetune_batch_size):
             rows = order[start:start + cfg.finetune_batch_size]
-            idx, lengths, _ = pad_batch([sequences[i] for i in rows], model.pad_index, max_len)
-            logits, _ = model(torch.from_numpy(idx), torch.from_numpy(lengths))
+            idx, lengths, counts, _ = batch_tensors(model, [sequences[i] for i in rows], max_len, "cpu", gen)
+            logits, _ = model(idx, lengths, counts)
             loss = classification_loss(logits, torch.from_numpy(y_all[rows]), 1.0)
             opt.zero_grad()
             loss.backward()

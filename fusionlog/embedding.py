@@ -7,6 +7,7 @@ The all-MiniLM-L6-v2 sentence encoder is offered as an alternative encoder.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -68,13 +69,14 @@ class EmbeddingReport:
     tokens: int = 0
     oov_tokens: int = 0  # token occurrences with no word vector
     oov_words: Counter = field(default_factory=Counter)
-    events_without_vector: int = 0  # every token OOV: the vector is all zeros
+    events_without_vector: int = 0  # every token OOV: given a character n-gram vector instead of zeros
 
     def to_dict(self) -> dict:
         return {"encoder": self.encoder, "dim": self.dim, "events": self.events, "tokens": self.tokens,
                 "oov_tokens": self.oov_tokens, "oov_rate": round(self.oov_tokens / max(1, self.tokens), 4),
                 "top_oov_words": dict(self.oov_words.most_common(20)),
-                "events_without_vector": self.events_without_vector}
+                "events_without_vector": self.events_without_vector,
+                "events_with_ngram_vector": self.events_without_vector if self.encoder != "minilm" else 0}
 
 
 def tfidf_vectors(token_lists: Sequence[Sequence[str]], idf: dict[str, float], kv) -> tuple[np.ndarray, EmbeddingReport]:
@@ -164,14 +166,42 @@ def minilm_vectors(templates: Sequence[str], cfg: EmbeddingConfig) -> tuple[np.n
     return vecs.astype(np.float32), report
 
 
+def ngram_vector(template: str, dim: int) -> np.ndarray:
+    """A unit vector for a template with no known word: the sum of fixed random vectors of its
+    character 3-grams (hashed, so the same text always gets the same vector).
+
+    A zero vector would make every such event alike and make any sequence holding one score
+    s_k = 0 in routing; n-grams keep ``core.<*>:<*>`` apart from ``<*> <*>`` and near its cousins.
+    """
+    text = f"^{template}$"
+    grams = [text[i:i + 3] for i in range(max(1, len(text) - 2))]
+    out = np.zeros(dim, dtype=np.float64)
+    for gram in grams:
+        seed = int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest(), "little")
+        out += np.random.default_rng(seed).standard_normal(dim)
+    return (out / max(np.linalg.norm(out), 1e-12)).astype(np.float32)
+
+
 def embed_templates(templates: Sequence[str], cfg: EmbeddingConfig) -> tuple[np.ndarray, EmbeddingReport]:
-    """Vectors for ``templates``, which must hold the events of all systems of the run (shared IDF)."""
+    """Vectors for ``templates``, which must hold the events of all systems of the run (shared IDF).
+
+    ``glove+minilm`` concatenates the two, each row of each scaled to unit length, so neither
+    dominates by its scale. Events with no known word get an n-gram vector (``ngram_vector``).
+    """
     if cfg.encoder == "minilm":
         return minilm_vectors(templates, cfg)
     token_lists = [tokenize(t) for t in templates]
     kv = load_word_vectors(cfg)
     vectors, report = tfidf_vectors(token_lists, idf_weights(token_lists), kv)
-    if report.events_without_vector:
-        log.warning("%d of %d events have no in-vocabulary token; their vectors are zero",
-                    report.events_without_vector, report.events)
+    empty = np.flatnonzero(np.linalg.norm(vectors, axis=1) == 0)
+    if len(empty):
+        scale = float(np.median(np.linalg.norm(np.delete(vectors, empty, axis=0), axis=1))) if len(empty) < len(vectors) else 1.0
+        for i in empty:
+            vectors[i] = scale * ngram_vector(templates[i], vectors.shape[1])
+        log.info("%d of %d events have no in-vocabulary token; they get character n-gram vectors",
+                 len(empty), report.events)
+    if cfg.encoder == "glove+minilm":
+        semantic, _ = minilm_vectors(templates, cfg)
+        vectors = np.hstack([unit_rows(vectors), unit_rows(semantic)]).astype(np.float32)
+        report.encoder, report.dim = "glove+minilm", vectors.shape[1]
     return vectors, report

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from fusionlog.config import FusionLogConfig, MetaConfig, TrainConfig
-from fusionlog.dataset import TrainData, pad_batch
+from fusionlog.dataset import TrainData, count_features, pad_batch, windows
 from fusionlog.metrics import auroc, best_f1_threshold, precision_recall_f1
 from fusionlog.model import SmallModel
 
@@ -63,6 +63,7 @@ class TaskSet:
     lengths: torch.Tensor  # (B,)
     labels: torch.Tensor  # (n_source,) float 0/1; target labels do not exist here
     n_source: int
+    counts: Optional[torch.Tensor] = None  # (B, E) log1p event counts, for the count branch
 
 
 @dataclass
@@ -103,21 +104,30 @@ def sample_task_rows(rng: np.random.Generator, source_labels: np.ndarray, n_targ
     return TaskRows(sup_s, que_s, np.sort(sup_t), np.sort(que_t))
 
 
-def make_task_set(source: list[np.ndarray], labels: np.ndarray, target: list[np.ndarray], pad_index: int,
-                  max_len: int, device: torch.device | str) -> tuple[TaskSet, int]:
-    """Padded tensors for source + target sequences, and how many were truncated to max_len."""
-    idx, lengths, truncated = pad_batch([*source, *target], pad_index, max_len)
-    return TaskSet(torch.from_numpy(idx).to(device), torch.from_numpy(lengths).to(device),
-                   torch.as_tensor(labels, dtype=torch.float32, device=device), len(source)), truncated
+def batch_tensors(model: SmallModel, sequences: list[np.ndarray], max_len: int, device: torch.device | str,
+                  rng: Optional[np.random.Generator] = None) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], int]:
+    """(idx, lengths, counts or None, truncated) for a batch of event-table sequences (see ``dataset.pad_batch``)."""
+    idx, lengths, truncated = pad_batch(sequences, model.pad_index, max_len, rng)
+    counts = (torch.from_numpy(count_features(sequences, model.n_events)).to(device) if model.uses_counts else None)
+    return torch.from_numpy(idx).to(device), torch.from_numpy(lengths).to(device), counts, truncated
 
 
-def make_task(rows: TaskRows, data: TrainData, pad_index: int, max_len: int,
-              device: torch.device | str) -> tuple[MetaTask, int]:
+def make_task_set(model: SmallModel, source: list[np.ndarray], labels: np.ndarray, target: list[np.ndarray],
+                  max_len: int, device: torch.device | str,
+                  rng: Optional[np.random.Generator] = None) -> tuple[TaskSet, int]:
+    """Padded tensors for source + target sequences, and how many were longer than max_len."""
+    idx, lengths, counts, truncated = batch_tensors(model, [*source, *target], max_len, device, rng)
+    return TaskSet(idx, lengths, torch.as_tensor(labels, dtype=torch.float32, device=device), len(source),
+                   counts), truncated
+
+
+def make_task(model: SmallModel, rows: TaskRows, data: TrainData, max_len: int, device: torch.device | str,
+              rng: Optional[np.random.Generator] = None) -> tuple[MetaTask, int]:
     src, lab, tgt = data.source_train, data.source_train_labels, data.target
-    sup, t1 = make_task_set([src[i] for i in rows.support_source], lab[rows.support_source],
-                            [tgt[i] for i in rows.support_target], pad_index, max_len, device)
-    que, t2 = make_task_set([src[i] for i in rows.query_source], lab[rows.query_source],
-                            [tgt[i] for i in rows.query_target], pad_index, max_len, device)
+    sup, t1 = make_task_set(model, [src[i] for i in rows.support_source], lab[rows.support_source],
+                            [tgt[i] for i in rows.support_target], max_len, device, rng)
+    que, t2 = make_task_set(model, [src[i] for i in rows.query_source], lab[rows.query_source],
+                            [tgt[i] for i in rows.query_target], max_len, device, rng)
     return MetaTask(sup, que), t1 + t2
 
 
@@ -139,7 +149,7 @@ def adversarial_loss(domain_logits: torch.Tensor, n_source: int) -> torch.Tensor
 
 def extract(model: SmallModel, params: Params, batch: TaskSet) -> torch.Tensor:
     """f_e under the given (possibly adapted) parameters."""
-    return functional_call(model.extractor, params, (model.embed(batch.idx), batch.lengths))
+    return functional_call(model.extractor, params, model.inputs(batch.idx, batch.lengths, batch.counts))
 
 
 def task_objective(model: SmallModel, params: Params, batch: TaskSet, cfg: MetaConfig,
@@ -246,7 +256,7 @@ def meta_step(model: SmallModel, opts: dict[str, torch.optim.Optimizer], tasks: 
               cfg: MetaConfig, pos_weight: float) -> dict[str, float]:
     """One pass of Algorithm 1 lines 11-16 over a batch of meta-tasks."""
     with torch.no_grad():
-        zs = [model.features(t.support.idx, t.support.lengths) for t in tasks]
+        zs = [model.features(t.support.idx, t.support.lengths, t.support.counts) for t in tasks]
     domain = domain_head_step(model, opts["domain"], zs, tasks)
     anomaly = anomaly_head_step(model, opts["anomaly"], zs, tasks, pos_weight)
     grads, query = meta_gradients(model, tasks, cfg, pos_weight)
@@ -259,7 +269,7 @@ def source_only_step(model: SmallModel, opts: dict[str, torch.optim.Optimizer], 
     """The baseline: plain supervised BCE on source sequences, f_e and f_ω together (ours)."""
     for opt in (opts["extractor"], opts["anomaly"]):
         opt.zero_grad(set_to_none=False)
-    logits, _ = model(batch.idx, batch.lengths)
+    logits, _ = model(batch.idx, batch.lengths, batch.counts)
     loss = classification_loss(logits, batch.labels, pos_weight)
     loss.backward()
     all_reduce_grads([*model.extractor.parameters(), *model.anomaly_head.parameters()])
@@ -271,26 +281,29 @@ def source_only_step(model: SmallModel, opts: dict[str, torch.optim.Optimizer], 
 # ----------------------------------------------------------------------------- inference and validation
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_proba(model: SmallModel, sequences: list[np.ndarray], batch_size: int, max_len: int,
                   device: torch.device | str = "cpu") -> tuple[np.ndarray, int]:
-    """Anomaly probabilities (sigmoid of f_ω), and how many sequences were cut to max_len.
+    """Anomaly probabilities (sigmoid of f_omega), and how many sequences were longer than max_len.
 
-    Sequences are batched by length to keep padding small; output order is the input order.
+    A longer sequence is scored whole: the max over its windows of max_len (half overlap), each
+    window with the counts of the whole sequence. Windows are batched by length to keep padding
+    small; output order is the input order.
     """
     was_training = model.training
     model.eval()
-    probs = np.empty(len(sequences), dtype=np.float64)
-    order = np.argsort([len(s) for s in sequences], kind="stable")
-    truncated = 0
+    parts, owner = windows(sequences, max_len)
+    counts_of = count_features(sequences, model.n_events) if model.uses_counts else None
+    probs = np.zeros(len(sequences), dtype=np.float64)
+    order = np.argsort([len(s) for s in parts], kind="stable")
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        idx, lengths, cut = pad_batch([sequences[i] for i in rows], model.pad_index, max_len)
-        truncated += cut
-        logits, _ = model(torch.from_numpy(idx).to(device), torch.from_numpy(lengths).to(device))
-        probs[rows] = torch.sigmoid(logits).double().cpu().numpy()
+        idx, lengths, _ = pad_batch([parts[i] for i in rows], model.pad_index, max_len)
+        counts = None if counts_of is None else torch.from_numpy(counts_of[owner[rows]]).to(device)
+        logits, _ = model(torch.from_numpy(idx).to(device), torch.from_numpy(lengths).to(device), counts)
+        np.maximum.at(probs, owner[rows], torch.sigmoid(logits).double().cpu().numpy())
     model.train(was_training)
-    return probs, truncated
+    return probs, int(sum(len(s) > max_len for s in sequences))
 
 
 def validate_source(model: SmallModel, data: TrainData, batch_size: int, max_len: int,
@@ -335,6 +348,27 @@ def _selection_key(metrics: dict, select_metric: str) -> tuple[float, float]:
     return metrics[f"val_{select_metric}"], metrics[f"val_{other}"]
 
 
+def stop_reason(history: list[dict], select_metric: str, patience: int, epochs: int) -> Optional[str]:
+    """Why training stops after the last epoch of ``history`` (source-val metrics only), or None to go on.
+
+    ``patience`` epochs without a better selection key (``train.select_metric``, ties broken by the
+    other metric) stop it; so does a perfect source-val (F1 and AUROC both 1: nothing left to select
+    on); ``train.epochs`` is the budget that a converged run stays inside.
+    """
+    if not history:
+        return None
+    last = history[-1]
+    if last["val_f1"] >= 1.0 and last["val_auroc"] >= 1.0:
+        return f"source-val perfect at epoch {last['epoch']}"
+    keys = [_selection_key(h, select_metric) for h in history]
+    best_at = max(range(len(keys)), key=lambda i: (keys[i], -i))
+    if patience and len(history) - 1 - best_at >= patience:
+        return f"no source-val gain for {patience} epochs (best epoch {history[best_at]['epoch']})"
+    if last["epoch"] + 1 >= epochs:
+        return f"budget: train.epochs={epochs}"
+    return None
+
+
 def train_loop(cfg: FusionLogConfig, data: TrainData, report: Report, resume: Optional[dict] = None,
                device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1) -> dict:
     """Train the small model (meta or source_only), validate on source-val, report every epoch.
@@ -356,6 +390,8 @@ def train_loop(cfg: FusionLogConfig, data: TrainData, report: Report, resume: Op
             opt.load_state_dict(resume["optimizers"][name])
         start_epoch, best, history = resume["epoch"] + 1, resume["best"], resume["history"]
         log.info("resuming after epoch %d", resume["epoch"])
+        if resume.get("stopped") and not resume["stopped"].startswith("budget"):
+            start_epoch = cfg.train.epochs  # it had converged: a larger budget changes nothing
     steps = steps_per_epoch(cfg.train, cfg.meta, len(data.source_train), world_size)
     log.info("training %s: %d epochs x %d steps, %d workers, pos_weight %.3g, data %s", cfg.meta.method,
              cfg.train.epochs, steps, world_size, pos_weight, data.counts)
@@ -369,14 +405,14 @@ def train_loop(cfg: FusionLogConfig, data: TrainData, report: Report, resume: Op
                 tasks = []
                 for _ in range(cfg.meta.tasks_per_step):
                     rows = sample_task_rows(rng, data.source_train_labels, len(data.target), cfg.meta)
-                    task, cut = make_task(rows, data, model.pad_index, cfg.model.max_len, device)
+                    task, cut = make_task(model, rows, data, cfg.model.max_len, device, rng)
                     tasks.append(task)
                     truncated += cut
                 stats.append(meta_step(model, opts, tasks, cfg.meta, pos_weight))
             else:
                 rows, _ = sample_source_rows(rng, data.source_train_labels, cfg.meta.batch_size, 0)
-                batch, cut = make_task_set([data.source_train[i] for i in rows], data.source_train_labels[rows],
-                                           [], model.pad_index, cfg.model.max_len, device)
+                batch, cut = make_task_set(model, [data.source_train[i] for i in rows], data.source_train_labels[rows],
+                                           [], cfg.model.max_len, device, rng)
                 truncated += cut
                 stats.append(source_only_step(model, opts, batch, pos_weight))
 
@@ -392,8 +428,22 @@ def train_loop(cfg: FusionLogConfig, data: TrainData, report: Report, resume: Op
                 best = {"epoch": epoch, "metrics": dict(metrics),
                         "model": copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})}
             history.append(metrics)
+        reason = stop_reason(history, cfg.train.select_metric, cfg.train.patience, cfg.train.epochs) if rank == 0 else None
+        reason = agree_on_stop(reason)
         log.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
         state = {"epoch": epoch, "model": model.state_dict(), "best": best, "history": history,
-                 "optimizers": {name: opt.state_dict() for name, opt in opts.items()}}
+                 "optimizers": {name: opt.state_dict() for name, opt in opts.items()}, "stopped": reason}
         report(metrics, state)
-    return {"model": model, "best": best, "history": history}
+        if reason:
+            log.info("stopped after epoch %d: %s", epoch, reason)
+            break
+    return {"model": model, "best": best, "history": history, "stopped": reason}
+
+
+def agree_on_stop(reason: Optional[str]) -> Optional[str]:
+    """Rank 0's decision for every worker (only it validates); a no-op in one process."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return reason
+    box = [reason]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

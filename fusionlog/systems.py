@@ -2,7 +2,8 @@
 
 A system is configuration, not code: HDFS, BGL and OpenStack below are plain dicts in the same
 shape a user writes under ``data.systems.<NAME>`` in YAML.  A YAML entry whose name matches a
-built-in is merged over it, so a scenario only names its input files.
+built-in is merged over it, so a scenario only names its input files; ``like: BGL`` gives another
+name the same rules (e.g. a second BGL data set beside the first).
 """
 from __future__ import annotations
 
@@ -85,7 +86,11 @@ def resolve_systems(tree: dict, problems: list[str]) -> dict:
         if canonical is not None and str(name) != canonical:
             problems.append(f"data.systems.{name}: built-in systems are spelled {canonical!r}")
             continue
-        base = BUILTIN_SYSTEMS.get(str(name), {})
+        like = body.pop("like", None) if isinstance(body, dict) else None
+        if like is not None and like not in BUILTIN_SYSTEMS:
+            problems.append(f"data.systems.{name}.like: {like!r} is not a built-in system; known: {known_systems()}")
+            continue
+        base = BUILTIN_SYSTEMS.get(str(like or name), {})
         if not base and "log_format" not in body and not _all_sessions(body):
             problems.append(f"data.systems.{name}: unknown system and no log_format given; "
                             f"known: {known_systems()} (or define log_format, label, grouping, inputs)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,12 +42,13 @@ class FitResult:
     best_epoch: int
     best_metrics: dict
     history: list[dict]
+    stopped: str = ""  # why training ended (source-val patience, a perfect source-val, or the epoch budget)
 
 
 def run_identity(cfg: FusionLogConfig, data: TrainData) -> dict:
     """What makes two runs the same run. ``train.epochs`` is left out on purpose: raising it resumes
     the run and trains on; worker count and storage are left out as they don't change the model."""
-    train = {k: v for k, v in asdict(cfg.train).items() if k not in ("epochs", "storage_path", "max_failures")}
+    train = {k: v for k, v in asdict(cfg.train).items() if k not in ("epochs", "storage_path", "max_failures", "launcher")}
     return {"model": asdict(cfg.model), "meta": asdict(cfg.meta), "train": train, "seed": cfg.run.seed,
             "sources": list(data.source_names), "target": data.target_name, "data": data.fingerprint()}
 
@@ -104,17 +106,36 @@ def train_loop_per_worker(config: dict) -> None:
 
 def fit_small(cfg: FusionLogConfig, data: TrainData, name: Optional[str] = None,
               artifact_dir: Optional[str | Path] = None, callbacks: Optional[list] = None) -> FitResult:
-    """Train on Ray Train and write the model artifact (see fusionlog/artifact.py).
+    """Train (Ray Train, or in this process with ``train.launcher=local``) and write the model artifact.
 
     ``name`` defaults to ``run_name(cfg, data)``; the same name and storage resume the run.
-    ``callbacks`` go to the RunConfig (Ray Tune passes ``TuneReportCallback()`` here).
+    ``callbacks`` go to Ray Train's RunConfig (Ray Tune passes ``TuneReportCallback()`` here).
     """
     expected = run_hash(cfg, data)
     name = name or run_name(cfg, data)
     storage = Path(cfg.train.storage_path or Path(cfg.run.output_dir) / "ray_train").resolve()
     check_run_dir(storage / name, expected)
-    log.info("run %s in %s: %d workers, gpu=%s, config %s", name, storage, cfg.ray.num_workers, cfg.ray.use_gpu,
-             json.dumps(to_dict(cfg), default=str))
+    log.info("run %s in %s: %s launcher, %d workers, gpu=%s", name, storage, cfg.train.launcher, cfg.ray.num_workers,
+             cfg.ray.use_gpu)
+    if cfg.train.launcher == "local":
+        state = _fit_local(cfg, data, storage / name, expected)
+    else:
+        state = _fit_ray(cfg, data, name, storage, expected, callbacks)
+    best = state["best"]
+    out = Path(artifact_dir or Path(cfg.run.output_dir) / "models" / name)
+    summary = {"run_name": name, "run_hash": expected, "threshold": best["metrics"]["threshold"],
+               "best_epoch": best["epoch"], "best_metrics": best["metrics"], "history": state["history"],
+               "epochs_run": state["epoch"] + 1, "stopped": state.get("stopped") or "not stopped",
+               "data_counts": data.counts, "sources": data.source_names, "target": data.target_name}
+    save_artifact(out, best["model"], to_dict(cfg), data.table, summary, data.source_events())
+    log.info("run %s: best epoch %d of %d (%s); %s; artifact in %s", name, best["epoch"], state["epoch"] + 1,
+             {k: v for k, v in best["metrics"].items() if k.startswith("val_")}, summary["stopped"], out)
+    return FitResult(name, out, best["epoch"], best["metrics"], state["history"], summary["stopped"])
+
+
+def _fit_ray(cfg: FusionLogConfig, data: TrainData, name: str, storage: Path, expected: str,
+             callbacks: Optional[list]) -> dict:
+    """Ray Train's TorchTrainer over ``train_loop_per_worker``; the last checkpoint's state."""
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": cfg, "data": ray.put(data), "run_hash": expected},
@@ -126,12 +147,32 @@ def fit_small(cfg: FusionLogConfig, data: TrainData, name: Optional[str] = None,
     result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"run {name} finished without a checkpoint (train.epochs={cfg.train.epochs})")
-    state = _read_state(result.checkpoint, expected)
-    best = state["best"]
-    out = Path(artifact_dir or Path(cfg.run.output_dir) / "models" / name)
-    summary = {"run_name": name, "run_hash": expected, "threshold": best["metrics"]["threshold"],
-               "best_epoch": best["epoch"], "best_metrics": best["metrics"], "history": state["history"],
-               "data_counts": data.counts, "sources": data.source_names, "target": data.target_name}
-    save_artifact(out, best["model"], to_dict(cfg), data.table, summary, data.source_events())
-    log.info("run %s: best epoch %d (%s), artifact in %s", name, best["epoch"], best["metrics"], out)
-    return FitResult(name, out, best["epoch"], best["metrics"], state["history"])
+    return _read_state(result.checkpoint, expected)
+
+
+def _fit_local(cfg: FusionLogConfig, data: TrainData, run_dir: Path, expected: str) -> dict:
+    """``meta.train_loop`` in this process: no worker start-up, for runs of one worker (an evaluation
+    suite trains dozens of small models in a row). Checkpoints and resume as with Ray Train."""
+    checkpoint = run_dir / "local"
+    resume = None
+    if (checkpoint / STATE_FILE).is_file():
+        found = json.loads((checkpoint / RUN_FILE).read_text())["run_hash"]
+        if found != expected:
+            raise ValueError(f"{checkpoint} is from run {found}, this run is {expected}")
+        resume = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
+    last: dict = {}
+
+    def report(metrics: dict, state: dict) -> None:
+        tmp = run_dir / "local.tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        torch.save(state, tmp / STATE_FILE)
+        (tmp / RUN_FILE).write_text(json.dumps({"run_hash": expected, "epoch": state["epoch"]}))
+        if checkpoint.exists():
+            shutil.rmtree(checkpoint)
+        tmp.rename(checkpoint)
+        last["state"] = state
+
+    meta.train_loop(cfg, data, report, resume=resume)
+    if "state" not in last:  # resumed a run that had already finished
+        last["state"] = resume
+    return last["state"]

@@ -50,3 +50,18 @@ def test_default_glove_vectors_and_user_file(tmp_path):
     bad.write_text("block 1 0\nerror 0 1 0 0\n")
     with pytest.raises(FusionLogError, match="cannot read"):
         load_word_vectors(EmbeddingConfig(vectors_path=str(bad)))
+
+
+def test_events_without_a_known_word_get_an_ngram_vector_not_zeros():
+    import numpy as np
+
+    from fusionlog.config import EmbeddingConfig
+    from fusionlog.embedding import embed_templates, ngram_vector
+
+    a, b = ngram_vector("<*>:<*> <*>:<*>", 50), ngram_vector("<*>:<*> <*>:<*>", 50)
+    assert np.array_equal(a, b) and abs(np.linalg.norm(a) - 1) < 1e-5
+    cousin, other = ngram_vector("<*>:<*> <*>:<*> <*>", 50), ngram_vector("qwzx", 50)
+    assert a @ cousin > a @ other
+    vectors, report = embed_templates(["data TLB error interrupt", "<*>:<*> <*>:<*>", ""], EmbeddingConfig())
+    assert report.events_without_vector == 2 and (np.linalg.norm(vectors, axis=1) > 0).all()
+    assert report.to_dict()["events_with_ngram_vector"] == 2

@@ -8,8 +8,9 @@ import torch
 
 from tests.unit._synthetic import make_system
 from fusionlog.config import FusionLogConfig, MetaConfig, ModelConfig
-from fusionlog.dataset import PreparedSystem, build_train_data
-from fusionlog.meta import (adversarial_loss, anomaly_head_step, classification_loss, domain_head_step, inner_adapt,
+from fusionlog.dataset import PreparedSystem, build_train_data, count_features
+from fusionlog.meta import (adversarial_loss, anomaly_head_step, batch_tensors, classification_loss, domain_head_step,
+                            inner_adapt,
                             make_optimizers, make_task, meta_gradients, meta_step, outer_step,
                             predict_proba, resolve_pos_weight, sample_source_rows, sample_task_rows, steps_per_epoch,
                             task_objective, train_loop)
@@ -34,8 +35,8 @@ def _cfg(**meta) -> FusionLogConfig:
 
 def _tasks(data, cfg, model, n=2, seed=0):
     rng = np.random.default_rng(seed)
-    return [make_task(sample_task_rows(rng, data.source_train_labels, len(data.target), cfg.meta), data,
-                      model.pad_index, cfg.model.max_len, "cpu")[0] for _ in range(n)]
+    return [make_task(model, sample_task_rows(rng, data.source_train_labels, len(data.target), cfg.meta), data,
+                      cfg.model.max_len, "cpu")[0] for _ in range(n)]
 
 
 def _model(data, cfg):
@@ -127,7 +128,7 @@ def test_head_and_outer_steps_touch_only_their_own_module(data):
     opts = make_optimizers(model, cfg.meta)
     tasks = _tasks(data, cfg, model)
     with torch.no_grad():
-        zs = [model.features(t.support.idx, t.support.lengths) for t in tasks]
+        zs = [model.features(t.support.idx, t.support.lengths, t.support.counts) for t in tasks]
 
     def snapshot():
         return {k: v.clone() for k, v in model.state_dict().items()}
@@ -243,3 +244,46 @@ def test_config_validation_of_small_model_fields():
     problems = [p for p in validate(cfg) if not p.startswith("data")]
     assert problems == ["meta.method: 'maml'; allowed: meta, source_only", "model.hidden: 0; must be >= 1",
                         "meta.inner_lr: -0.1; must be >= 0", "train.select_metric: 'target_f1'; allowed: f1, auroc"]
+
+
+def test_stop_reason_patience_perfect_and_budget():
+    from fusionlog.meta import stop_reason
+
+    def h(epoch, f1, auroc):
+        return {"epoch": epoch, "val_f1": f1, "val_auroc": auroc}
+
+    hist = [h(0, 0.5, 0.7), h(1, 0.6, 0.7), h(2, 0.6, 0.7), h(3, 0.6, 0.69)]
+    assert stop_reason(hist, "f1", patience=3, epochs=10) is None  # epoch 1 was best, 2 epochs since
+    assert stop_reason([*hist, h(4, 0.55, 0.8)], "f1", 3, 10) == "no source-val gain for 3 epochs (best epoch 1)"
+    assert stop_reason([*hist, h(4, 0.6, 0.71)], "f1", 3, 10) is None  # a tie in F1 broken by AUROC is a gain
+    assert stop_reason(hist, "f1", patience=0, epochs=4) == "budget: train.epochs=4"
+    assert stop_reason([h(0, 1.0, 1.0)], "f1", 3, 10) == "source-val perfect at epoch 0"
+    assert stop_reason([], "f1", 3, 10) is None
+
+
+def test_train_loop_stops_early_and_says_why(data):
+    cfg = _cfg()
+    cfg.meta.method = "source_only"
+    cfg.train.epochs, cfg.train.patience = 50, 2
+    out = train_loop(cfg, data, lambda metrics, state: None)
+    assert out["stopped"] and len(out["history"]) < 50
+    assert out["history"][-1]["epoch"] - out["best"]["epoch"] <= 2 or out["stopped"].startswith("source-val perfect")
+
+
+def test_long_sequences_are_scored_whole_as_the_max_over_windows(data):
+    cfg = _cfg()
+    model = _model(data, cfg)
+    long = np.concatenate([data.source_train[0]] * 12)
+    assert len(long) > cfg.model.max_len
+    whole, cut = predict_proba(model, [long], 8, cfg.model.max_len)
+    assert cut == 1
+    from fusionlog.dataset import windows
+
+    parts, _ = windows([long], cfg.model.max_len)
+    alone = []
+    for part in parts:  # each window scored with the whole sequence's counts
+        idx, lengths, _, _ = batch_tensors(model, [part], cfg.model.max_len, "cpu")
+        counts = torch.from_numpy(count_features([long], model.n_events))
+        with torch.no_grad():
+            alone.append(torch.sigmoid(model(idx, lengths, counts)[0]).item())
+    assert whole[0] == pytest.approx(max(alone), abs=1e-6)

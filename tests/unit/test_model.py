@@ -6,7 +6,7 @@ import torch
 from fusionlog.config import ModelConfig
 from fusionlog.model import AttentionPool, Head, SmallModel
 
-CFG = ModelConfig(hidden=8, layers=1, attention_dim=4, head_hidden=4, max_len=16)
+CFG = ModelConfig(hidden=8, layers=1, attention_dim=4, head_hidden=4, max_len=16, count_branch=False)
 
 
 def _model(cfg: ModelConfig = CFG, n_events: int = 5, dim: int = 3) -> SmallModel:
@@ -45,7 +45,7 @@ def test_attention_pool_ignores_padding_exactly():
 
 
 def test_linear_head_and_table_not_in_state_dict():
-    model = _model(ModelConfig(hidden=8, attention_dim=4, head_hidden=0))
+    model = _model(ModelConfig(hidden=8, attention_dim=4, head_hidden=0, count_branch=False))
     assert isinstance(model.anomaly_head.net, torch.nn.Linear)
     assert isinstance(Head(8, 4).net, torch.nn.Sequential)
     assert "table" not in model.state_dict()
@@ -58,3 +58,47 @@ def test_gradients_reach_extractor_but_not_the_table():
     (anomaly + domain).sum().backward()
     assert model.extractor.gru.weight_ih_l0.grad is not None
     assert not model.table.requires_grad
+
+
+def test_count_branch_sees_the_whole_sequence_and_starts_tied_to_the_event_vectors():
+    from fusionlog.dataset import count_features
+
+    model = _model(ModelConfig(hidden=8, attention_dim=4, head_hidden=4, count_branch=True, count_hidden=6))
+    seqs = [np.array([0, 0, 4]), np.array([4])]
+    counts = torch.from_numpy(count_features(seqs, model.n_events))
+    np.testing.assert_allclose(counts[0].numpy(), np.log1p([2, 0, 0, 0, 1]), rtol=1e-6)
+    idx = torch.tensor([[0, 0, 4], [4, 5, 5]])
+    assert model.features(idx, torch.tensor([3, 1]), counts).shape == (2, 8 + 6)
+    with pytest.raises(ValueError, match="needs the sequences' event counts"):
+        model(idx, torch.tensor([3, 1]))
+    # the per-event residual starts at zero: two events with the same vector are the same to it at first ...
+    twins = SmallModel(ModelConfig(hidden=4, attention_dim=2, head_hidden=0, count_hidden=3),
+                       np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32))
+    a, b = (torch.from_numpy(count_features([np.array([e])], 3)) for e in (0, 1))
+    za, zb = (twins.extractor.count(c, c @ twins.unit) for c in (a, b))
+    torch.testing.assert_close(za, zb)
+    # ... and training can tell them apart through it
+    with torch.no_grad():
+        twins.extractor.count.residual[0] += 1.0
+    assert not torch.allclose(twins.extractor.count(a, a @ twins.unit), zb)
+
+
+def test_nan_event_vectors_are_refused():
+    with pytest.raises(ValueError, match="NaN"):
+        SmallModel(CFG, np.array([[np.nan, 0.0]], dtype=np.float32))
+
+
+def test_length_sorted_chunks_give_the_same_features_as_one_padded_batch():
+    from fusionlog.model import BUCKET
+
+    model = _model()
+    torch.manual_seed(1)
+    n = 2 * BUCKET + 7
+    lengths = torch.randint(1, 12, (n,))
+    idx = torch.full((n, 12), model.pad_index)
+    for i, length in enumerate(lengths.tolist()):
+        idx[i, :length] = torch.randint(0, 5, (length,))
+    chunked = model.features(idx, lengths)
+    states, _ = model.extractor.gru(model.table[idx])
+    whole = model.extractor.pool(states, lengths)
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
