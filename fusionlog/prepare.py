@@ -21,7 +21,7 @@ import yaml
 
 from fusionlog.config import FusionLogConfig, FusionLogError, SystemConfig, to_dict
 from fusionlog.embedding import embed_templates
-from fusionlog.parsing import parse_parallel, parse_sequential, save_miner, skip_counts
+from fusionlog.parsing import input_bytes, parse_parallel, parse_sequential, save_miner, skip_counts
 from fusionlog.sequences import Sequences, event_counts, group_lines
 from fusionlog.sessions import load_sessions
 
@@ -84,13 +84,14 @@ def load_system(system: SystemConfig, cfg: FusionLogConfig) -> SystemData:
         for p in raw:
             if not Path(p).is_file():
                 raise FileNotFoundError(f"data.systems.{system.name}: input file not found: {p}")
-        if cfg.parsing.parallel:
+        small = input_bytes(raw) < cfg.parsing.parallel_min_bytes
+        if cfg.parsing.parallel and not small:
             ensure_ray(cfg)
             result = parse_parallel(raw, system, cfg.parsing, cfg.ray.num_workers)
-            man.parse_mode = f"ray-data x{cfg.ray.num_workers}"
+            man.parse_mode = f"ray x{cfg.ray.num_workers}"
         else:
             result = parse_sequential(raw, system, cfg.parsing)
-            man.parse_mode = "sequential"
+            man.parse_mode = "in-process (below parsing.parallel_min_bytes)" if cfg.parsing.parallel else "sequential"
         man.raw_files = raw
         man.lines_read = result.table.num_rows
         man.lines_skipped = skip_counts(result.table)
