@@ -64,7 +64,7 @@ class Shard:
     end: Optional[int] = None
 
 
-def is_gzip(path: str | Path) -> bool:
+def _is_gzip(path: str | Path) -> bool:
     return Path(path).suffix == ".gz"
 
 
@@ -85,7 +85,7 @@ def input_bytes(paths: Sequence[str]) -> int:
     for p in paths:
         path = _checked(p)
         size = path.stat().st_size
-        if is_gzip(path) and size >= 18:  # ISIZE: uncompressed size mod 2**32 of the last member
+        if _is_gzip(path) and size >= 18:  # ISIZE: uncompressed size mod 2**32 of the last member
             with open(path, "rb") as fh:
                 fh.seek(-4, 2)
                 size = max(size, struct.unpack("<I", fh.read(4))[0])
@@ -96,12 +96,12 @@ def input_bytes(paths: Sequence[str]) -> int:
 def plan_shards(paths: Sequence[str], num_shards: int) -> list[Shard]:
     """Split plain files into about ``num_shards`` equal byte ranges; each gzipped file is one shard."""
     sizes = [_checked(p).stat().st_size for p in paths]
-    plain = sum(s for p, s in zip(paths, sizes) if not is_gzip(p))
-    gzipped = sum(is_gzip(p) for p in paths)
+    plain = sum(s for p, s in zip(paths, sizes) if not _is_gzip(p))
+    gzipped = sum(_is_gzip(p) for p in paths)
     step_target = max(1, math.ceil(plain / max(1, num_shards - gzipped)))
     shards = []
     for i, (path, size) in enumerate(zip(paths, sizes)):
-        if is_gzip(path):
+        if _is_gzip(path):
             shards.append(Shard(i, str(path)))
             continue
         step = math.ceil(size / math.ceil(size / step_target))
@@ -155,7 +155,7 @@ def _line_arrays(shard: Shard) -> Iterator[pa.Array]:
     """The raw lines of one shard, block by block; a line belongs to the shard its first byte is in."""
     path = _checked(shard.path)
     try:
-        with (gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")) as fh:
+        with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as fh:
             if shard.start:
                 fh.seek(shard.start - 1)
                 if fh.read(1) != b"\n":
@@ -230,12 +230,12 @@ class LineSplitter:
     ``alert`` (1/0 from the first-token label rule, -1 otherwise), ``groups`` (ids found by the
     grouping regex), ``time`` (seconds, for time windows and ordering; NaN when absent) and
     ``skip`` (a reason from SKIP_REASONS or ""). Columnar: Arrow kernels over the whole batch
-    (the header by one RE2 regex); only the grouping ids are found line by line.
+    (the header by the format's regex, run by RE2, whose ``\s`` is ASCII whitespace); only the
+    grouping ids are found line by line.
     """
 
     system: SystemConfig
     max_line_chars: int = 10_000
-    _fields: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         regex, headers = format_regex(self.system.log_format)
@@ -302,10 +302,16 @@ class LineSplitter:
         return columns[0], columns[1] if self._time_field else None
 
     def _groups(self, content: pa.Array) -> pa.Array:
-        """Ids of the grouping regex in each content, first occurrence order, no repeats."""
-        if self._id_regex is None:
-            return pa.array([[]] * len(content), pa.list_(pa.string()))
-        return pa.array([_ids(self._id_regex, c) for c in content.to_pylist()], pa.list_(pa.string()))
+        """Ids of the grouping regex in each content: group 1 of each match (the whole match if the
+        regex has no group), first occurrence order, no repeats."""
+        rx = self._id_regex
+        if rx is None:
+            return pa.ListArray.from_arrays(pa.array(np.zeros(len(content) + 1, np.int32)), pa.array([], pa.string()))
+        if rx.groups > 1:  # findall would return tuples
+            found = [[m.group(1) for m in rx.finditer(c)] for c in content.to_pylist()]
+        else:
+            found = [rx.findall(c) for c in content.to_pylist()]
+        return pa.array([ids if len(ids) < 2 else list(dict.fromkeys(ids)) for ids in found], pa.list_(pa.string()))
 
     def _times(self, values: pa.Array, ok: np.ndarray) -> pa.Array:
         fmt = self.system.grouping.time_format
@@ -324,14 +330,6 @@ def _utf8(raw: bytes) -> bool:
         return True
     except UnicodeDecodeError:
         return False
-
-
-def _ids(regex: re.Pattern, content: str) -> list[str]:
-    """Group 1 of each match (the whole match if the regex has no group), first occurrence order."""
-    if regex.groups > 1:
-        return list(dict.fromkeys(m.group(1) for m in regex.finditer(content)))
-    found = regex.findall(content)
-    return list(dict.fromkeys(found)) if len(found) > 1 else found
 
 
 def parse_time(value: str, time_format: str) -> float:
