@@ -21,7 +21,7 @@ What it does:
    ``sequential`` (``parse_sequential``: read + split + drain3 + event ids, end to end) and
    ``ray-N`` (``parse_parallel`` with N workers on local Ray, end to end; Ray start-up is timed
    separately and not counted in lines/s).
-3. Reports lines/s, per-worker rates of the Ray runs, memory (see ``MemorySampler``), the number
+3. Reports lines/s, per-worker rates of the Ray runs, memory (see ``ProcessSampler``), the number
    of templates, the grouping accuracy of every variant against ``sequential`` on the same corpus,
    and how often serving (``miner.match`` on the saved state) gives a line another template than
    training did.
@@ -165,7 +165,25 @@ def _descendants(root: int) -> list[tuple[int, str]]:
     return out
 
 
-class MemorySampler:
+def _cpu_ticks(pid: int) -> int:
+    """User + system CPU ticks of one process so far; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+class ProcessSampler:
     """Samples, every ``interval`` s, the driver and all its descendant processes (for Ray: gcs,
     raylet, agents and the ``ray::`` worker processes) and keeps the peak of the sums:
 
@@ -176,10 +194,14 @@ class MemorySampler:
     - ``total_pss_mib``: proportional set size of the driver plus every descendant.  PSS splits
       shared pages between the processes that map them, so shared memory (the object store lives
       in shared memory) is counted once: this is the whole footprint of the run.
+
+    It also keeps each process's CPU ticks, so ``cores()`` says how many cores the driver, the Ray
+    workers, Ray's other processes and everything else on the machine used over the window.
     """
 
     def __init__(self, interval: float = 0.5):
         self.interval, self.peak_workers_rss, self.peak_total_pss, self.peak_driver_pss = interval, 0, 0, 0
+        self._ticks: dict[int, tuple[str, int, int]] = {}  # pid -> (kind, first seen, last seen)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -191,12 +213,29 @@ class MemorySampler:
         self.peak_driver_pss = max(self.peak_driver_pss, driver)
         self.peak_workers_rss = max(self.peak_workers_rss, workers)
         self.peak_total_pss = max(self.peak_total_pss, total)
+        for pid, cmd in [(os.getpid(), "driver"), *procs]:
+            kind = "driver" if cmd == "driver" else "ray_workers" if cmd.startswith("ray::") else "ray_other"
+            ticks = _cpu_ticks(pid)
+            first = self._ticks.get(pid, (kind, ticks, ticks))[1]
+            self._ticks[pid] = (kind, first, max(ticks, self._ticks.get(pid, (kind, 0, 0))[2]))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self._sample()
 
-    def __enter__(self) -> "MemorySampler":
+    def cores(self) -> dict:
+        """Average cores used over the window, by whom (``others``: the rest of the machine)."""
+        wall_ticks = (self._end[1] - self._start[1]) / os.cpu_count()
+        used = {"driver": 0, "ray_workers": 0, "ray_other": 0}
+        for kind, first, last in self._ticks.values():
+            used[kind] += last - first
+        out = {k: round(v / wall_ticks, 2) for k, v in used.items()}
+        out["others"] = round(max(0, (self._end[0] - self._start[0]) - sum(used.values())) / wall_ticks, 2)
+        return out
+
+    def __enter__(self) -> "ProcessSampler":
+        self._start = _machine_ticks()
+        self._sample()
         self._thread.start()
         return self
 
@@ -204,6 +243,7 @@ class MemorySampler:
         self._stop.set()
         self._thread.join()
         self._sample()
+        self._end = _machine_ticks()
 
 
 # ----------------------------------------------------------------------------- one variant (child process)
@@ -274,7 +314,7 @@ def run_variant(variant: str, system_name: str, corpus: Path, run_dir: Path, ser
         t0 = time.perf_counter()
         ensure_ray(cfg)
         row["startup_s"] = time.perf_counter() - t0
-    with MemorySampler() as mem:
+    with ProcessSampler() as mem:
         t0 = time.perf_counter()
         if variant == "drain3-bare":
             events, lines_read = drain3_bare(corpus, system, cfg.parsing)
@@ -288,6 +328,7 @@ def run_variant(variant: str, system_name: str, corpus: Path, run_dir: Path, ser
         "driver_peak_pss_mib": round(mem.peak_driver_pss / 1024),
         "ray_workers_peak_rss_mib": round(mem.peak_workers_rss / 1024) if ray_run else None,
         "total_peak_pss_mib": round(mem.peak_total_pss / 1024),
+        "cores_used": mem.cores(),
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
     })
     if variant != "drain3-bare":
@@ -363,16 +404,19 @@ def ratios(rows: list[dict]) -> dict:
 
 
 def projection(rows: list[dict], lines: int) -> dict:
-    """Cluster projection from the measured per-worker rate: wall ~ start-up + lines / (W x rate) + merge."""
+    """Cluster projection from the measured per-worker rate, one core per worker:
+    parse ~ task overhead + lines / (W x per-core rate) + merge + apply x 2 / W (apply measured at 2 workers)."""
     ray_rows = [r for r in rows if r["variant"].startswith("ray-")]
     if not ray_rows:
         return {}
     r = max(ray_rows, key=lambda x: int(x["variant"].split("-")[1]))
-    per_core = r["worker_lines_per_cpu_s"]
+    phases, workers = r["phases_s"], int(r["variant"].split("-")[1])
+    overhead = max(0.0, phases["mine"] - max(s["seconds"] for s in r["shards"]))
+    rate = r["worker_lines_per_cpu_s"]
     return {"from_variant": r["variant"], "lines": lines, "per_worker_lines_per_s": r["worker_lines_per_s"],
-            "per_core_lines_per_cpu_s": per_core, "merge_s": r["phases_s"]["merge"],
-            "parse_s_at_workers": {w: round(lines / (w * per_core) + r["phases_s"]["merge"], 1)
-                                   for w in (8, 32, 128)}}
+            "per_core_lines_per_cpu_s": rate, "task_overhead_s": round(overhead, 2), "merge_s": phases["merge"],
+            "parse_s_at_workers": {w: round(overhead + lines / (w * rate) + phases["merge"]
+                                            + phases["apply"] * workers / w, 1) for w in (8, 32, 128)}}
 
 
 def crossover(args) -> dict:
@@ -401,7 +445,7 @@ def machine() -> dict:
     return {"cpus": os.cpu_count(), "cpu_model": model, "ram_gib": round(mem_gib, 1),
             "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
             "python": platform.python_version(), "ray": version("ray"), "drain3": version("drain3-improved"),
-            "pyarrow": version("pyarrow")}
+            "pyarrow": version("pyarrow"), "ray_worker_niceness": os.environ.get("RAY_worker_niceness", "15 (Ray's default)")}
 
 
 COLUMNS = [("variant", "variant", "{}"), ("lines_read", "lines", "{:,}"), ("parse_s", "time s", "{:.1f}"),
@@ -464,7 +508,7 @@ def main() -> None:
                   "corpus": {"system": args.system, "lines": rows[0]["lines_read"], "bytes": corpus.stat().st_size,
                              **({"file": corpus.name} if args.input else
                                 {"seed": args.seed, "replayed": str(SOURCES[args.system].name)})},
-                  "memory": MemorySampler.__doc__.split("\n\n")[0].strip() + " See bench_ingest.py:MemorySampler.",
+                  "memory": ProcessSampler.__doc__.split("\n\n")[0].strip() + " See bench_ingest.py:ProcessSampler.",
                   "wall_s_all_variants": round(time.perf_counter() - t0, 1),
                   "ratios": ratios(rows), "projection": projection(rows, rows[0]["lines_read"]), "variants": rows}
         print(json.dumps(report["ratios"]))

@@ -89,3 +89,9 @@ def test_teacher_and_distillation_choices_are_checked(tmp_path):
     assert "llm.ensemble: ['keyword', 'oracle']" in msg and "distill.scope: 'target'" in msg
     with pytest.raises(ConfigError, match="llm.ensemble"):
         load_config(_write(tmp_path, BASE), ["llm.backend=ensemble", "llm.ensemble=[]"])
+
+
+def test_parallel_min_bytes_is_checked(tmp_path):
+    assert load_config(_write(tmp_path, BASE), ["parsing.parallel_min_bytes=0"]).parsing.parallel_min_bytes == 0
+    with pytest.raises(ConfigError, match="parsing.parallel_min_bytes: -1; must be >= 0"):
+        load_config(_write(tmp_path, BASE), ["parsing.parallel_min_bytes=-1"])
