@@ -338,14 +338,14 @@ def run_variant(variant: str, system_name: str, corpus: Path, run_dir: Path, ser
         row.update(unmatched_added=result.unmatched_added, **serve_agreement(result, serve_sample))
         if ray_run:
             shards = result.shards
-            row.update(phases_s=result.seconds, shards=[
-                {"lines": s.lines, "seconds": round(s.seconds, 2), "cpu_seconds": round(s.cpu_seconds, 2)} for s in shards])
+            row.update(phases_s=result.seconds, shards=[{"lines": s.lines, "seconds": round(s.seconds, 2),
+                                                         "cpu_seconds": round(s.cpu_seconds, 2)} for s in shards])
             row["worker_lines_per_s"] = round(sum(s.lines / s.seconds for s in shards) / len(shards))
             row["worker_lines_per_cpu_s"] = round(sum(s.lines / s.cpu_seconds for s in shards) / len(shards))
     else:
         events = pa.array(events, pa.string())
-    row.update({"lines_read": lines_read, "lines_parsed": len(events), "lines_per_s": round(lines_read / row["parse_s"]),
-                "templates": len(pc.unique(events))})
+    row.update({"lines_read": lines_read, "lines_parsed": len(events), "templates": len(pc.unique(events)),
+                "lines_per_s": round(lines_read / row["parse_s"])})
     pq.write_table(pa.table({"event_id": events}), run_dir / f"{variant}.parquet")
     if ray_run:
         import ray
@@ -428,7 +428,8 @@ def crossover(args) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
         seq, par = (spawn(v, args, corpus, run_dir) for v in ("sequential", "ray-2"))
         cold = par["startup_s"] + par["parse_s"]
-        cells.append({"lines": n, "mib": round(corpus.stat().st_size / 2**20, 1), "sequential_s": round(seq["parse_s"], 2),
+        cells.append({"lines": n, "mib": round(corpus.stat().st_size / 2**20, 1),
+                      "sequential_s": round(seq["parse_s"], 2),
                       "ray_2_parse_s": round(par["parse_s"], 2), "ray_2_startup_s": round(par["startup_s"], 2),
                       "ray_2_cold_s": round(cold, 2), "ray_cold_wins": cold < seq["parse_s"],
                       "ray_warm_wins": par["parse_s"] < seq["parse_s"]})
@@ -445,7 +446,8 @@ def machine() -> dict:
     return {"cpus": os.cpu_count(), "cpu_model": model, "ram_gib": round(mem_gib, 1),
             "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
             "python": platform.python_version(), "ray": version("ray"), "drain3": version("drain3-improved"),
-            "pyarrow": version("pyarrow"), "ray_worker_niceness": os.environ.get("RAY_worker_niceness", "15 (Ray's default)")}
+            "pyarrow": version("pyarrow"),
+            "ray_worker_niceness": os.environ.get("RAY_worker_niceness", "15 (Ray's default)")}
 
 
 COLUMNS = [("variant", "variant", "{}"), ("lines_read", "lines", "{:,}"), ("parse_s", "time s", "{:.1f}"),

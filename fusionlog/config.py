@@ -151,7 +151,7 @@ class RayConfig:
 
     address: str = ""  # empty: start local Ray; "auto" or ray://... joins a cluster
     num_cpus: int = 0  # local Ray only; 0 = all cores
-    num_workers: int = 2  # Ray Data parse workers / Ray Train workers
+    num_workers: int = 2  # parallel parse tasks (parsing.py) / Ray Train workers
     use_gpu: bool = False
 
 

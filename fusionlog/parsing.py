@@ -14,8 +14,9 @@ Drain is sequential and stateful. The parallel scheme reads and mines every line
 
 Shards are contiguous line ranges concatenated in order, so the output is in (file, line) order
 without a sort. Templates are identified by a hash of their final text, never by drain3's cluster id.
-Reading and header splitting are columnar (Arrow kernels, one RE2 regex per system), so the only
-per-line Python work left is drain3's own.
+Reading and header splitting are columnar (Arrow kernels, one RE2 regex per system): the per-line
+Python work left is drain3's own and the grouping regex. Small inputs are better parsed in-process
+(``parse_sequential``): Ray's start-up costs more than it saves (``parsing.parallel_min_bytes``).
 """
 from __future__ import annotations
 
@@ -230,7 +231,7 @@ class LineSplitter:
     ``alert`` (1/0 from the first-token label rule, -1 otherwise), ``groups`` (ids found by the
     grouping regex), ``time`` (seconds, for time windows and ordering; NaN when absent) and
     ``skip`` (a reason from SKIP_REASONS or ""). Columnar: Arrow kernels over the whole batch
-    (the header by the format's regex, run by RE2, whose ``\s`` is ASCII whitespace); only the
+    (the header by the format's regex, run by RE2, whose ``\\s`` is ASCII whitespace); only the
     grouping ids are found line by line.
     """
 
@@ -377,6 +378,7 @@ def mine_batch(miner, split: pa.Table) -> pa.Array:
 
 
 def cluster_templates(miner) -> dict[int, str]:
+    """Cluster id -> its current (final, once mining is done) template text."""
     return {c.cluster_id: c.get_template() for c in miner.drain.clusters}
 
 
@@ -396,10 +398,11 @@ class ShardTemplates:
     templates: dict[int, str]  # shard cluster id -> template
     counts: dict[int, int]  # shard cluster id -> lines
     seconds: float = 0.0  # wall time of the task, so per-worker rates can be measured
-    cpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of the task: the per-core rate on a shared machine
 
 
-def merge_shards(shards: Sequence[ShardTemplates], cfg: ParsingConfig, system: SystemConfig):
+def merge_shards(shards: Sequence[ShardTemplates], cfg: ParsingConfig,
+                 system: SystemConfig) -> tuple[object, list[dict[int, str]], int]:
     """One miner over every shard template, most frequent first (deterministic order); then each
     shard template is mapped to the merged cluster that matches it, as serving will match lines.
 
@@ -536,7 +539,8 @@ class _Clock:
         self.laps[name], self._last = round(now - self._last, 3), now
 
 
-def mine_shard(shard: Shard, system: SystemConfig, cfg: ParsingConfig, limit: int = 0) -> tuple[ShardTemplates, pa.Table]:
+def mine_shard(shard: Shard, system: SystemConfig, cfg: ParsingConfig,
+               limit: int = 0) -> tuple[ShardTemplates, pa.Table]:
     """Pass 1 (a Ray task): read, split and mine one shard with its own miner.
 
     Returns the shard's templates for the driver and its lines with their shard cluster ids, which
@@ -552,7 +556,8 @@ def mine_shard(shard: Shard, system: SystemConfig, cfg: ParsingConfig, limit: in
     sizes = np.bincount(np.asarray(table.column("cluster")), minlength=1)
     templates = cluster_templates(miner)
     counts = {c: int(sizes[c]) for c in templates}
-    return ShardTemplates(table.num_rows, templates, counts, time.perf_counter() - wall, time.process_time() - cpu), table
+    seconds = time.perf_counter() - wall, time.process_time() - cpu
+    return ShardTemplates(table.num_rows, templates, counts, *seconds), table
 
 
 def _empty_part(splitter: LineSplitter) -> pa.Table:

@@ -122,7 +122,7 @@ def test_shards_hold_every_line_once(tmp_path, monkeypatch):
     lines = [b"a", b"", b"bb\r", b"x" * 40, b"ccc", b"", b"dddd d", b"e\r\r"]
     plain = tmp_path / "a.log"
     plain.write_bytes(b"\n".join(lines))  # no newline after the last line
-    expect = [l.rstrip(b"\r\n") for l in lines]
+    expect = [line.rstrip(b"\r\n") for line in lines]
     for k in range(1, 12):
         shards = plan_shards([str(plain)], k)
         got = [r for s in shards for t in read_shard(s, chunk_lines=3) for r in t.column("raw").to_pylist()]
@@ -157,7 +157,8 @@ def test_serving_matches_the_template_training_gave_every_line(name, log):
 
 
 def test_splitter_empty_batch_and_bad_time():
-    empty = pa.table({"file": pa.array([], pa.int32()), "line": pa.array([], pa.int64()), "raw": pa.array([], pa.binary())})
+    empty = pa.table({"file": pa.array([], pa.int32()), "line": pa.array([], pa.int64()),
+                      "raw": pa.array([], pa.binary())})
     out = LineSplitter(system("HDFS"))(empty)
     assert out.num_rows == 0 and out.schema.field("groups").type == pa.list_(pa.string())
     raws = [b"- abc 2005.06.03 R02 2005-06-03-15.42.50.675872 R02 RAS KERNEL INFO ok",
