@@ -1,10 +1,12 @@
-"""Ingest benchmark (issue 5): single-process drain3 vs the Ray Data parse pipeline, in one run.
+"""Ingest benchmark (issues 5, 16): a bare drain3 loop, ``parse_sequential`` and ``parse_parallel``, in one run.
 
 Run from the repository root, with the project's venv active:
 
-    python benchmarks/bench_ingest.py                  # 1,000,000 HDFS lines (several minutes on 2 cores)
-    python benchmarks/bench_ingest.py --quick          # 50,000 lines, a smoke run (about a minute)
-    python benchmarks/bench_ingest.py --system BGL --lines 2000000 --workers 1,2,4
+    python benchmarks/bench_ingest.py --lines 300000                    # bare vs sequential vs Ray, 300k HDFS lines
+    python benchmarks/bench_ingest.py --lines 11175629 --variants sequential,ray-2 \
+        --out benchmarks/results/bench_ingest.json                      # the full-HDFS scale run (~15 min on 2 cores)
+    python benchmarks/bench_ingest.py --crossover 100000,300000,1000000,2000000   # where Ray starts to win
+    python benchmarks/bench_ingest.py --system BGL --lines 200000
 
 What it does:
 
@@ -14,13 +16,19 @@ What it does:
    consistently inside one replay (a block keeps its id across its lines), so Drain sees realistic
    variety rather than identical copies.  The corpus is cached under ``benchmarks/.cache/``.
 2. Runs each variant in a fresh Python subprocess, so peak memory is per variant:
-   ``drain3-bare`` (a bare ``TemplateMiner.add_log_message`` loop over the already-split content:
-   the truest baseline, only the loop is timed), ``sequential`` (``parse_sequential``: read + split
-   + drain3, end to end) and ``ray-N`` (``parse_parallel`` with N workers on local Ray, end to end;
-   Ray start-up is timed separately and not counted in lines/s).
-3. Reports lines/s, memory (see ``MemorySampler``), the number of templates each variant found and
-   the grouping accuracy of every variant against the ``sequential`` run on the same corpus.
-4. Prints a table and writes ``benchmarks/results/bench_ingest.json``.
+   ``drain3-bare`` (the Loghub loop over the file: read a line, match the Loghub header regex,
+   ``TemplateMiner.add_log_message(content)``, drain3 masking inside; timed end to end),
+   ``sequential`` (``parse_sequential``: read + split + drain3 + event ids, end to end) and
+   ``ray-N`` (``parse_parallel`` with N workers on local Ray, end to end; Ray start-up is timed
+   separately and not counted in lines/s).
+3. Reports lines/s, per-worker rates of the Ray runs, memory (see ``ProcessSampler``), the number
+   of templates, the grouping accuracy of every variant against ``sequential`` on the same corpus,
+   and how often serving (``miner.match`` on the saved state) gives a line another template than
+   training did.
+4. ``--crossover`` instead times, per corpus size, ``sequential`` against ``ray-2`` *with* Ray's
+   start-up (what ``fusionlog prepare`` pays when it starts Ray): the measurement behind
+   ``parsing.parallel_min_bytes``.
+5. Prints a table and writes JSON (``--out``).
 """
 from __future__ import annotations
 
@@ -157,34 +165,77 @@ def _descendants(root: int) -> list[tuple[int, str]]:
     return out
 
 
-class MemorySampler:
+def _cpu_ticks(pid: int) -> int:
+    """User + system CPU ticks of one process so far; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+class ProcessSampler:
     """Samples, every ``interval`` s, the driver and all its descendant processes (for Ray: gcs,
     raylet, agents and the ``ray::`` worker processes) and keeps the peak of the sums:
 
     - ``ray_workers_rss_mib``: sum of RSS of ``ray::*`` worker processes.  Pages of the object
       store they have mapped count in each of them, so this is an upper bound;
+    - ``driver_pss_mib``: proportional set size of the driver alone (its share of object-store
+      pages it maps, so zero-copy Arrow tables fetched from the object store count only in part);
     - ``total_pss_mib``: proportional set size of the driver plus every descendant.  PSS splits
       shared pages between the processes that map them, so shared memory (the object store lives
       in shared memory) is counted once: this is the whole footprint of the run.
+
+    It also keeps each process's CPU ticks, so ``cores()`` says how many cores the driver, the Ray
+    workers, Ray's other processes and everything else on the machine used over the window.
     """
 
     def __init__(self, interval: float = 0.5):
-        self.interval, self.peak_workers_rss, self.peak_total_pss = interval, 0, 0
+        self.interval, self.peak_workers_rss, self.peak_total_pss, self.peak_driver_pss = interval, 0, 0, 0
+        self._ticks: dict[int, tuple[str, int, int]] = {}  # pid -> (kind, first seen, last seen)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> None:
         procs = _descendants(os.getpid())
         workers = sum(_proc_mem_kib(pid)[0] for pid, cmd in procs if cmd.startswith("ray::"))
-        total = _proc_mem_kib(os.getpid())[1] + sum(_proc_mem_kib(pid)[1] for pid, _ in procs)
+        driver = _proc_mem_kib(os.getpid())[1]
+        total = driver + sum(_proc_mem_kib(pid)[1] for pid, _ in procs)
+        self.peak_driver_pss = max(self.peak_driver_pss, driver)
         self.peak_workers_rss = max(self.peak_workers_rss, workers)
         self.peak_total_pss = max(self.peak_total_pss, total)
+        for pid, cmd in [(os.getpid(), "driver"), *procs]:
+            kind = "driver" if cmd == "driver" else "ray_workers" if cmd.startswith("ray::") else "ray_other"
+            ticks = _cpu_ticks(pid)
+            first = self._ticks.get(pid, (kind, ticks, ticks))[1]
+            self._ticks[pid] = (kind, first, max(ticks, self._ticks.get(pid, (kind, 0, 0))[2]))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self._sample()
 
-    def __enter__(self) -> "MemorySampler":
+    def cores(self) -> dict:
+        """Average cores used over the window, by whom (``others``: the rest of the machine)."""
+        wall_ticks = (self._end[1] - self._start[1]) / os.cpu_count()
+        used = {"driver": 0, "ray_workers": 0, "ray_other": 0}
+        for kind, first, last in self._ticks.values():
+            used[kind] += last - first
+        out = {k: round(v / wall_ticks, 2) for k, v in used.items()}
+        out["others"] = round(max(0, (self._end[0] - self._start[0]) - sum(used.values())) / wall_ticks, 2)
+        return out
+
+    def __enter__(self) -> "ProcessSampler":
+        self._start = _machine_ticks()
+        self._sample()
         self._thread.start()
         return self
 
@@ -192,6 +243,7 @@ class MemorySampler:
         self._stop.set()
         self._thread.join()
         self._sample()
+        self._end = _machine_ticks()
 
 
 # ----------------------------------------------------------------------------- one variant (child process)
@@ -207,94 +259,98 @@ def load_cfg(system: str, corpus: Path):
                               "run.progress=false"])
 
 
-def time_driver_steps() -> dict:
-    """Wrap the driver-side (serial) steps of ``parse_parallel`` to time them; returns the live totals.
+def drain3_bare(corpus: Path, system, parsing_cfg) -> tuple[list[str], int]:
+    """The Loghub loop: a text line, the Loghub header regex, ``add_log_message``; event ids per line."""
+    from fusionlog.parsing import cluster_templates, event_id, make_miner
+    from fusionlog.systems import format_regex
 
-    ``parse_parallel`` looks these up as globals of ``fusionlog.parsing`` at call time, so wrapping
-    the module attributes is enough.  Whatever is not in here is Ray Data execution (split, mine,
-    match) plus collecting and sorting the matched blocks on the driver.
-    """
-    import fusionlog.parsing as parsing
-
-    totals = {"read_chunks": 0.0, "merge_templates": 0.0, "add_unmatched": 0.0, "_attach_events": 0.0}
-
-    def wrap(name):
-        fn = getattr(parsing, name)
-
-        def timed(*a, **k):
-            t0 = time.perf_counter()
-            out = fn(*a, **k)
-            if name == "read_chunks":  # a generator: time the reading, not its creation
-                out = iter(list(out))
-            totals[name] += time.perf_counter() - t0
-            return out
-        setattr(parsing, name, timed)
-
-    for name in totals:
-        wrap(name)
-    return totals
+    regex, _ = format_regex(system.log_format)
+    miner = make_miner(parsing_cfg, system)
+    clusters, read = [], 0
+    with open(corpus, encoding="utf-8", errors="surrogateescape") as fh:
+        for line in fh:
+            read += 1
+            match = regex.match(line.strip())
+            if match:
+                clusters.append(miner.add_log_message(match.group("Content"))["cluster_id"])
+    ids = {cid: event_id(t) for cid, t in cluster_templates(miner).items()}
+    return [ids[c] for c in clusters], read
 
 
-def run_variant(variant: str, system_name: str, corpus: Path, run_dir: Path) -> dict:
-    """Parse the corpus one way; write the per-line event ids for the agreement check; return the numbers."""
+def serve_agreement(result, sample: int) -> dict:
+    """Share of parsed lines (an evenly spaced sample) that serving's ``match`` gives the training template."""
     import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from fusionlog.parsing import event_id
+
+    parsed = result.table.filter(pc.equal(result.table.column("skip"), ""))
+    rows = parsed.take(pa.array(range(0, parsed.num_rows, max(1, parsed.num_rows // sample))))
+    agree = 0
+    for content, eid in zip(rows.column("content").to_pylist(), rows.column("event_id").to_pylist()):
+        cluster = result.miner.match(content, full_search_strategy="fallback")
+        agree += cluster is not None and event_id(cluster.get_template()) == eid
+    return {"serve_checked_lines": rows.num_rows, "serve_agreement": round(agree / max(1, rows.num_rows), 6)}
+
+
+def run_variant(variant: str, system_name: str, corpus: Path, run_dir: Path, serve_sample: int) -> dict:
+    """Parse the corpus one way; write the per-line event ids for the agreement check; return the numbers.
+
+    Memory is sampled around the parse only, so the checks that follow do not count.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from fusionlog.parsing import (LineSplitter, cluster_templates, event_id, make_miner, parse_parallel,
-                                   parse_sequential, read_chunks)
+    from fusionlog.parsing import parse_parallel, parse_sequential
 
     cfg = load_cfg(system_name, corpus)
     system = cfg.data.systems[system_name]
-    row = {"variant": variant, "startup_s": None, "prep_s": None}
-    with MemorySampler() as mem:
+    row = {"variant": variant, "startup_s": None}
+    ray_run = variant.startswith("ray-")
+    if ray_run:
+        from fusionlog.ray_runtime import ensure_ray
+
+        t0 = time.perf_counter()
+        ensure_ray(cfg.ray, cfg.run.progress)
+        row["startup_s"] = time.perf_counter() - t0
+    with ProcessSampler() as mem:
+        t0 = time.perf_counter()
         if variant == "drain3-bare":
-            t0 = time.perf_counter()
-            split = pa.concat_tables(LineSplitter(system, cfg.parsing.max_line_chars)(c)
-                                     for c in read_chunks([str(corpus)], cfg.parsing.chunk_lines))
-            contents = [c for c, s in zip(split.column("content").to_pylist(), split.column("skip").to_pylist()) if not s]
-            row["prep_s"], lines_read = time.perf_counter() - t0, split.num_rows
-            miner = make_miner(cfg.parsing, system)
-            t0 = time.perf_counter()
-            clusters = [miner.add_log_message(c)["cluster_id"] for c in contents]
-            row["parse_s"] = time.perf_counter() - t0
-            by_cluster = {cid: event_id(t) for cid, t in cluster_templates(miner).items()}
-            events = [by_cluster[c] for c in clusters]
-            row["unmatched_added"] = None
+            events, lines_read = drain3_bare(corpus, system, cfg.parsing)
+        elif ray_run:
+            result = parse_parallel([str(corpus)], system, cfg.parsing, int(variant.split("-")[1]))
         else:
-            if variant.startswith("ray-"):
-                from fusionlog.ray_runtime import ensure_ray
-
-                t0 = time.perf_counter()
-                ensure_ray(cfg.ray, cfg.run.progress)
-                row["startup_s"] = time.perf_counter() - t0
-                row["driver_serial_s"] = serial = time_driver_steps()
-                t0 = time.perf_counter()
-                result = parse_parallel([str(corpus)], system, cfg.parsing, int(variant.split("-")[1]))
-            else:
-                t0 = time.perf_counter()
-                result = parse_sequential([str(corpus)], system, cfg.parsing)
-            row["parse_s"] = time.perf_counter() - t0
-            if variant.startswith("ray-"):
-                row["driver_serial_total_s"] = sum(serial.values())
-                row["ray_data_s"] = row["parse_s"] - row["driver_serial_total_s"]
-            lines_read = result.table.num_rows
-            events = [e for e, s in zip(result.table.column("event_id").to_pylist(),
-                                        result.table.column("skip").to_pylist()) if not s]
-            row["unmatched_added"] = result.unmatched_added
-        if variant.startswith("ray-"):
-            import ray
-
-            ray.shutdown()
+            result = parse_sequential([str(corpus)], system, cfg.parsing)
+        row["parse_s"] = time.perf_counter() - t0
     row.update({
-        "lines_read": lines_read, "lines_parsed": len(events),
-        "lines_per_s": round(lines_read / row["parse_s"]),
-        "templates": len(set(events)),
         "driver_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "ray_workers_peak_rss_mib": round(mem.peak_workers_rss / 1024) if variant.startswith("ray-") else None,
+        "driver_peak_pss_mib": round(mem.peak_driver_pss / 1024),
+        "ray_workers_peak_rss_mib": round(mem.peak_workers_rss / 1024) if ray_run else None,
         "total_peak_pss_mib": round(mem.peak_total_pss / 1024),
+        "cores_used": mem.cores(),
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
     })
-    pq.write_table(pa.table({"event_id": pa.array(events, pa.string())}), run_dir / f"{variant}.parquet")
+    if variant != "drain3-bare":
+        table = result.table
+        lines_read = table.num_rows
+        events = table.column("event_id").filter(pc.equal(table.column("skip"), ""))
+        row.update(unmatched_added=result.unmatched_added, **serve_agreement(result, serve_sample))
+        if ray_run:
+            shards = result.shards
+            row.update(phases_s=result.seconds, shards=[{"lines": s.lines, "seconds": round(s.seconds, 2),
+                                                         "cpu_seconds": round(s.cpu_seconds, 2)} for s in shards])
+            row["worker_lines_per_s"] = round(sum(s.lines / s.seconds for s in shards) / len(shards))
+            row["worker_lines_per_cpu_s"] = round(sum(s.lines / s.cpu_seconds for s in shards) / len(shards))
+    else:
+        events = pa.array(events, pa.string())
+    row.update({"lines_read": lines_read, "lines_parsed": len(events), "templates": len(pc.unique(events)),
+                "lines_per_s": round(lines_read / row["parse_s"])})
+    pq.write_table(pa.table({"event_id": events}), run_dir / f"{variant}.parquet")
+    if ray_run:
+        import ray
+
+        ray.shutdown()
     return row
 
 
@@ -302,10 +358,11 @@ def run_variant(variant: str, system_name: str, corpus: Path, run_dir: Path) -> 
 
 
 def spawn(variant: str, args, corpus: Path, run_dir: Path) -> dict:
-    """Run one variant in a fresh interpreter, so its peak memory is its own."""
+    """Run one variant in a fresh interpreter, so its peak memory and Ray start-up are its own."""
     out = run_dir / f"{variant}.json"
-    cmd = [sys.executable, __file__, "--variant", variant, "--system", args.system,
-           "--corpus", str(corpus), "--run-dir", str(run_dir)]
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, __file__, "--variant", variant, "--system", args.system, "--corpus", str(corpus),
+           "--run-dir", str(run_dir), "--serve-sample", str(args.serve_sample)]
     print(f"  {variant} ...", end="", flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0 or not out.is_file():
@@ -322,11 +379,63 @@ def agreement(rows: list[dict], run_dir: Path) -> None:
 
     from fusionlog.parsing import grouping_accuracy
 
+    if REFERENCE not in {r["variant"] for r in rows}:
+        return
     truth = pq.read_table(run_dir / f"{REFERENCE}.parquet").column("event_id").to_pylist()
     for row in rows:
         pred = pq.read_table(run_dir / f"{row['variant']}.parquet").column("event_id").to_pylist()
+        if len(pred) != len(truth):  # the bare loop drops lines the header regex rejects
+            row["grouping_accuracy_vs_sequential"] = None
+            continue
         row["grouping_accuracy_vs_sequential"] = round(grouping_accuracy(pred, truth), 6)
         row["templates_same_text_as_sequential"] = len(set(pred) & set(truth))
+
+
+def ratios(rows: list[dict]) -> dict:
+    """The issue's two ratios, from this run's rows: sequential / bare, ray-N / sequential (lines/s)."""
+    rate = {r["variant"]: r["lines_per_s"] for r in rows}
+    out = {}
+    if "sequential" in rate and "drain3-bare" in rate:
+        out["sequential_over_bare"] = round(rate["sequential"] / rate["drain3-bare"], 3)
+    for v in rate:
+        if v.startswith("ray-") and "sequential" in rate:
+            out[f"{v}_over_sequential"] = round(rate[v] / rate["sequential"], 3)
+    return out
+
+
+def projection(rows: list[dict], lines: int) -> dict:
+    """Cluster projection from the measured per-worker rate, one core per worker:
+    parse ~ task overhead + lines / (W x per-core rate) + merge + apply x 2 / W (apply measured at 2 workers)."""
+    ray_rows = [r for r in rows if r["variant"].startswith("ray-")]
+    if not ray_rows:
+        return {}
+    r = max(ray_rows, key=lambda x: int(x["variant"].split("-")[1]))
+    phases, workers = r["phases_s"], int(r["variant"].split("-")[1])
+    overhead = max(0.0, phases["mine"] - max(s["seconds"] for s in r["shards"]))
+    rate = r["worker_lines_per_cpu_s"]
+    return {"from_variant": r["variant"], "lines": lines, "per_worker_lines_per_s": r["worker_lines_per_s"],
+            "per_core_lines_per_cpu_s": rate, "task_overhead_s": round(overhead, 2), "merge_s": phases["merge"],
+            "parse_s_at_workers": {w: round(overhead + lines / (w * rate) + phases["merge"]
+                                            + phases["apply"] * workers / w, 1) for w in (8, 32, 128)}}
+
+
+def crossover(args) -> dict:
+    """Per size: in-process parse vs Ray *cold* (start-up + parse), each in a fresh process."""
+    cells = []
+    for n in [int(x) for x in args.crossover.split(",")]:
+        corpus = build_corpus(args.system, n, args.seed)
+        run_dir = CACHE / f"run_{corpus.stem}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        seq, par = (spawn(v, args, corpus, run_dir) for v in ("sequential", "ray-2"))
+        cold = par["startup_s"] + par["parse_s"]
+        cells.append({"lines": n, "mib": round(corpus.stat().st_size / 2**20, 1),
+                      "sequential_s": round(seq["parse_s"], 2),
+                      "ray_2_parse_s": round(par["parse_s"], 2), "ray_2_startup_s": round(par["startup_s"], 2),
+                      "ray_2_cold_s": round(cold, 2), "ray_cold_wins": cold < seq["parse_s"],
+                      "ray_warm_wins": par["parse_s"] < seq["parse_s"]})
+        print(f"    {n:,} lines: sequential {seq['parse_s']:.1f} s, ray-2 {par['parse_s']:.1f} s "
+              f"+ start-up {par['startup_s']:.1f} s")
+    return {"cells": cells}
 
 
 def machine() -> dict:
@@ -337,14 +446,16 @@ def machine() -> dict:
     return {"cpus": os.cpu_count(), "cpu_model": model, "ram_gib": round(mem_gib, 1),
             "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
             "python": platform.python_version(), "ray": version("ray"), "drain3": version("drain3-improved"),
-            "pyarrow": version("pyarrow")}
+            "pyarrow": version("pyarrow"),
+            "ray_worker_niceness": os.environ.get("RAY_worker_niceness", "15 (Ray's default)")}
 
 
 COLUMNS = [("variant", "variant", "{}"), ("lines_read", "lines", "{:,}"), ("parse_s", "time s", "{:.1f}"),
-           ("lines_per_s", "lines/s", "{:,}"), ("startup_s", "ray start s", "{:.1f}"), ("driver_serial_total_s", "driver serial s", "{:.1f}"),
+           ("lines_per_s", "lines/s", "{:,}"), ("worker_lines_per_s", "lines/s per worker", "{:,}"),
+           ("startup_s", "ray start s", "{:.1f}"),
            ("driver_peak_rss_mib", "driver RSS MiB", "{:,}"), ("ray_workers_peak_rss_mib", "workers RSS MiB", "{:,}"),
            ("total_peak_pss_mib", "total PSS MiB", "{:,}"), ("templates", "templates", "{}"),
-           ("grouping_accuracy_vs_sequential", "GA vs seq", "{:.4f}")]
+           ("grouping_accuracy_vs_sequential", "GA vs seq", "{:.4f}"), ("serve_agreement", "serve agrees", "{:.4f}")]
 
 
 def table(rows: list[dict]) -> str:
@@ -358,42 +469,54 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--system", choices=sorted(SOURCES), default="HDFS", help="raw sample to replay")
-    p.add_argument("--lines", type=int, default=1_000_000, help="corpus size in lines")
-    p.add_argument("--quick", action="store_true", help="smoke run on 50,000 lines (overrides --lines)")
-    p.add_argument("--workers", default="1,2", help="Ray worker counts to run, comma-separated")
+    p.add_argument("--lines", type=int, default=300_000, help="corpus size in lines")
+    p.add_argument("--variants", default="drain3-bare,sequential,ray-1,ray-2",
+                   help="comma-separated: drain3-bare, sequential, ray-N")
+    p.add_argument("--serve-sample", type=int, default=200_000,
+                   help="parsed lines (evenly spaced) checked with serving's match against the saved miner")
+    p.add_argument("--input", type=Path, help="parse this log file as it is instead of a replayed corpus")
+    p.add_argument("--crossover", help="comma-separated corpus sizes: in-process vs Ray with its start-up")
     p.add_argument("--seed", type=int, default=0, help="seed of the parameter regeneration")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_ingest.json")
+    p.add_argument("--out", type=Path, help="JSON output (default benchmarks/results/bench_ingest[_crossover].json)")
     p.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in this process
     p.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.variant:
-        row = run_variant(args.variant, args.system, args.corpus, args.run_dir)
+        row = run_variant(args.variant, args.system, args.corpus, args.run_dir, args.serve_sample)
         (args.run_dir / f"{args.variant}.json").write_text(json.dumps(row))
         return
 
-    lines = 50_000 if args.quick else args.lines
     host = machine()
-    t0 = time.perf_counter()
-    corpus = build_corpus(args.system, lines, args.seed)
-    print(f"corpus: {corpus.relative_to(ROOT)} ({lines:,} {args.system} lines, "
-          f"{corpus.stat().st_size / 2**20:.0f} MiB, ready in {time.perf_counter() - t0:.1f} s)")
-    run_dir = CACHE / f"run_{corpus.stem}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    variants = ["drain3-bare", REFERENCE] + [f"ray-{int(w)}" for w in args.workers.split(",")]
-    rows = [spawn(v, args, corpus, run_dir) for v in variants]
-    agreement(rows, run_dir)
-    print(table(rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"command": " ".join(["python benchmarks/bench_ingest.py", *sys.argv[1:]]),
-              "machine": host,
-              "corpus": {"system": args.system, "lines": lines, "seed": args.seed, "source": str(SOURCES[args.system].name),
-                         "bytes": corpus.stat().st_size},
-              "memory": MemorySampler.__doc__.split("\n\n")[0].strip() + " See bench_ingest.py:MemorySampler.",
-              "variants": rows}
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    command = " ".join(["python benchmarks/bench_ingest.py", *sys.argv[1:]])
+    if args.crossover:
+        out = args.out or ROOT / "benchmarks" / "results" / "bench_ingest_crossover.json"
+        report = {"command": command, "machine": host, "system": args.system, **crossover(args),
+                  "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]}
+    else:
+        out = args.out or ROOT / "benchmarks" / "results" / "bench_ingest.json"
+        t0 = time.perf_counter()
+        corpus = args.input.resolve() if args.input else build_corpus(args.system, args.lines, args.seed)
+        print(f"corpus: {corpus} ({args.system}, {corpus.stat().st_size / 2**20:.0f} MiB, "
+              f"ready in {time.perf_counter() - t0:.1f} s)")
+        run_dir = CACHE / f"run_{corpus.stem}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        rows = [spawn(v, args, corpus, run_dir) for v in args.variants.split(",")]
+        agreement(rows, run_dir)
+        print(table(rows))
+        report = {"command": command, "machine": host,
+                  "corpus": {"system": args.system, "lines": rows[0]["lines_read"], "bytes": corpus.stat().st_size,
+                             **({"file": corpus.name} if args.input else
+                                {"seed": args.seed, "replayed": str(SOURCES[args.system].name)})},
+                  "memory": ProcessSampler.__doc__.split("\n\n")[0].strip() + " See bench_ingest.py:ProcessSampler.",
+                  "wall_s_all_variants": round(time.perf_counter() - t0, 1),
+                  "ratios": ratios(rows), "projection": projection(rows, rows[0]["lines_read"]), "variants": rows}
+        print(json.dumps(report["ratios"]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
 
 
 if __name__ == "__main__":

@@ -124,9 +124,12 @@ class ParsingConfig:
     sim_th: float = 0.4  # Drain3 default similarity threshold
     depth: int = 4  # Drain3 default tree depth
     max_children: int = 100  # Drain3 default
-    parallel: bool = True  # mine shards on Ray Data, merge by template text, match in parallel
+    parallel: bool = True  # mine shards on Ray tasks, merge their templates by text (parsing.py)
+    # ours, measured: below this many bytes of text (a gzip file counts uncompressed) prepare parses
+    # in-process even when parallel, since starting Ray costs more than it saves (docs/benchmarks.md)
+    parallel_min_bytes: int = 256 << 20
     num_shards: int = 0  # 0 = one shard per Ray worker
-    chunk_lines: int = 50_000  # lines per Ray Data block when reading raw files
+    chunk_lines: int = 50_000  # lines split and mined per batch (bounds per-batch Python objects)
     max_line_chars: int = 10_000  # longer lines are skipped as "line_too_long"
 
 
@@ -146,7 +149,7 @@ class RayConfig:
 
     address: str = ""  # empty: start local Ray; "auto" or ray://... joins a cluster
     num_cpus: int = 0  # local Ray only; 0 = all cores
-    num_workers: int = 2  # Ray Data parse workers / Ray Train workers
+    num_workers: int = 2  # parallel parse tasks (parsing.py) / Ray Train workers
     use_gpu: bool = False
 
 
@@ -536,6 +539,9 @@ def validate(cfg: FusionLogConfig) -> list[str]:
         problems.append(f"parsing.depth: {cfg.parsing.depth}; Drain needs at least 3")
     if cfg.parsing.chunk_lines < 1:
         problems.append(f"parsing.chunk_lines: {cfg.parsing.chunk_lines}; must be >= 1")
+    if cfg.parsing.parallel_min_bytes < 0:
+        problems.append(f"parsing.parallel_min_bytes: {cfg.parsing.parallel_min_bytes}; must be >= 0 "
+                        "(0 = always parallel when parsing.parallel is true)")
     if cfg.ray.num_workers < 1:
         problems.append(f"ray.num_workers: {cfg.ray.num_workers}; must be >= 1")
     if cfg.routing.rule not in ("paper", "tiebreak"):

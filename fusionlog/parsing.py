@@ -1,28 +1,40 @@
-"""Raw log lines -> (fields, Drain template) with drain3, sequential or in parallel on Ray Data.
+"""Raw log lines -> (fields, Drain template) with drain3, in one process or in one parallel pass on Ray.
 
-Drain is sequential and stateful, so the parallel scheme has three passes:
+Drain is sequential and stateful. The parallel scheme reads and mines every line once:
 
-1. *mine*: each shard of lines is mined by its own drain3 miner (in parallel);
-2. *merge*: the shards' templates, most frequent first, are fed as messages to one fresh miner on
-   the driver, so near-identical templates from different shards collapse into one;
-3. *match*: every line is matched against the merged miner (``TemplateMiner.match`` never changes
-   the tree, so this pass is embarrassingly parallel).  The few lines no template matches are
-   added to the merged miner on the driver afterwards, so no line is left without a template.
+1. *mine* (one Ray task per shard): a worker reads its own byte range of a file (a gzipped file
+   cannot be split, so it is one shard, decompressed as a stream by one worker), splits the
+   headers, mines its lines with its own drain3 miner and keeps each line's shard cluster. Only the
+   shard's templates with their line counts go back to the driver; the lines stay in the object store.
+2. *merge* (driver, O(templates)): the shards' templates, most frequent first, are fed to one fresh
+   miner, so near-identical templates of different shards collapse into one; each shard template is
+   then mapped to the merged cluster that matches it (learnt by the merged miner if none does).
+3. *apply* (one Ray task per shard): the worker swaps each line's shard cluster for the event id of
+   its merged template and numbers its lines.
 
-Templates are identified by a hash of their final text, never by drain3's cluster id.
+Shards are contiguous line ranges concatenated in order, so the output is in (file, line) order
+without a sort. Templates are identified by a hash of their final text, never by drain3's cluster id.
+Reading and header splitting are columnar (Arrow kernels, one RE2 regex per system): the per-line
+Python work left is drain3's own and the grouping regex. Small inputs are better parsed in-process
+(``parse_sequential``): Ray's start-up costs more than it saves (``parsing.parallel_min_bytes``).
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import logging
+import math
 import re
+import struct
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import IO, Iterator, Optional, Sequence
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fusionlog.config import FusionLogError, ParsingConfig, SystemConfig
 from fusionlog.systems import format_regex
@@ -31,7 +43,9 @@ log = logging.getLogger(__name__)
 
 DRAIN_STATE = "drain3_state.bin"  # the saved drain3 state, in prepared/<system>/ and in model artifacts
 SKIP_REASONS = ("empty_line", "undecodable", "binary", "line_too_long", "format_mismatch")
-_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+_BLANK = r"^[ \t\n\r\x0b\x0c]*$"  # what bytes.strip() removes
+_BLOCK_BYTES = 8 << 20  # read size; a block is split into lines by one Arrow kernel
 
 
 def event_id(template: str) -> str:
@@ -42,8 +56,21 @@ def event_id(template: str) -> str:
 # ----------------------------------------------------------------------------- reading
 
 
-def open_lines(path: str | Path) -> Iterator[bytes]:
-    """Yield the raw lines of a (possibly gzipped) file, without line terminators."""
+@dataclass(frozen=True)
+class Shard:
+    """Lines of ``paths[file]`` that start in bytes [start, end); ``end`` None reads to the end."""
+
+    file: int
+    path: str
+    start: int = 0
+    end: Optional[int] = None
+
+
+def _is_gzip(path: str | Path) -> bool:
+    return Path(path).suffix == ".gz"
+
+
+def _checked(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"input file not found: {path}")
@@ -51,109 +78,265 @@ def open_lines(path: str | Path) -> Iterator[bytes]:
         raise FusionLogError(f"input path is a directory, expected a log file: {path}")
     if path.stat().st_size == 0:
         raise FusionLogError(f"input file is empty: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
+    return path
+
+
+def input_bytes(paths: Sequence[str]) -> int:
+    """Text size of the inputs: file sizes, a gzip file's from its trailer (what decides the parse mode)."""
+    total = 0
+    for p in paths:
+        path = _checked(p)
+        size = path.stat().st_size
+        if _is_gzip(path) and size >= 18:  # ISIZE: uncompressed size mod 2**32 of the last member
+            with open(path, "rb") as fh:
+                fh.seek(-4, 2)
+                size = max(size, struct.unpack("<I", fh.read(4))[0])
+        total += size
+    return total
+
+
+def plan_shards(paths: Sequence[str], num_shards: int) -> list[Shard]:
+    """Split plain files into about ``num_shards`` equal byte ranges; each gzipped file is one shard."""
+    sizes = [_checked(p).stat().st_size for p in paths]
+    plain = sum(s for p, s in zip(paths, sizes) if not _is_gzip(p))
+    gzipped = sum(_is_gzip(p) for p in paths)
+    step_target = max(1, math.ceil(plain / max(1, num_shards - gzipped)))
+    shards = []
+    for i, (path, size) in enumerate(zip(paths, sizes)):
+        if _is_gzip(path):
+            shards.append(Shard(i, str(path)))
+            continue
+        step = math.ceil(size / math.ceil(size / step_target))
+        shards += [Shard(i, str(path), s, min(s + step, size)) for s in range(0, size, step)]
+    return shards
+
+
+def _whole_lines(fh: IO[bytes], limit: Optional[int]) -> Iterator[bytes]:
+    """Blocks of whole lines (each ending in a newline, except maybe the file's last).
+
+    With ``limit`` it reads that many bytes, then finishes the line begun inside them.
+    """
+    left, tail = limit, []
+    while left is None or left > 0:
+        block = fh.read(_BLOCK_BYTES if left is None else min(_BLOCK_BYTES, left))
+        if not block:
+            break
+        if left is not None:
+            left -= len(block)
+        cut = block.rfind(b"\n") + 1
+        if cut:
+            yield b"".join([*tail, memoryview(block)[:cut]])
+            tail = [block[cut:]] if cut < len(block) else []
+        else:
+            tail.append(block)  # a line longer than a block
+    if tail and left == 0:
+        tail.append(fh.readline())
+    if tail:
+        yield b"".join(tail)
+
+
+def _split_lines(data: bytes) -> pa.Array:
+    """One block -> its lines as a binary array, without terminators (like ``rstrip(b"\\r\\n")``).
+
+    Vectorised: the newline positions give the offsets and the other bytes are the values.
+    """
+    buf = np.frombuffer(data, np.uint8)
+    newline = buf == 10
+    ends = np.flatnonzero(newline)
+    if not data.endswith(b"\n"):
+        ends = np.append(ends, len(buf))  # the file's last line has no terminator
+    offsets = np.zeros(len(ends) + 1, np.int32)
+    np.cumsum(np.diff(ends, prepend=-1) - 1, out=offsets[1:])
+    lines = pa.Array.from_buffers(pa.binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(buf[~newline])])
+    if b"\r" in data:
+        lines = pc.replace_substring_regex(lines, r"\r+$", "")
+    return lines
+
+
+def _line_arrays(shard: Shard) -> Iterator[pa.Array]:
+    """The raw lines of one shard, block by block; a line belongs to the shard its first byte is in."""
+    path = _checked(shard.path)
     try:
-        with opener(path, "rb") as fh:
-            for raw in fh:
-                yield raw.rstrip(b"\r\n")
+        with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as fh:
+            if shard.start:
+                fh.seek(shard.start - 1)
+                if fh.read(1) != b"\n":
+                    fh.readline()  # the line begun before start belongs to the previous shard
+            limit = None if shard.end is None else max(0, shard.end - fh.tell())
+            for data in _whole_lines(fh, limit):
+                yield _split_lines(data)
     except (gzip.BadGzipFile, EOFError, OSError) as exc:
         raise FusionLogError(f"cannot read {path}: {exc}") from exc
+
+
+def read_shard(shard: Shard, chunk_lines: int, limit: int = 0) -> Iterator[pa.Table]:
+    """Raw lines of a shard as tables of ``file``, ``line`` (1-based within the shard), ``raw`` bytes.
+
+    ``limit`` > 0 stops after that many lines.
+    """
+    done = 0
+    for lines in _line_arrays(shard):
+        if limit:
+            lines = lines.slice(0, limit - done)
+        for start in range(0, len(lines), chunk_lines):
+            part = lines.slice(start, chunk_lines)
+            numbers = np.arange(done + 1, done + len(part) + 1, dtype=np.int64)
+            done += len(part)
+            yield raw_table(np.full(len(part), shard.file, np.int32), numbers, part)
+        if limit and done >= limit:
+            return
+
+
+def raw_table(files: Sequence[int], lines: Sequence[int], raws: Sequence[bytes] | pa.Array) -> pa.Table:
+    """The reader's table of raw lines: ``file`` (index into paths), ``line`` (1-based), ``raw`` bytes."""
+    return pa.table({"file": pa.array(files, pa.int32()), "line": pa.array(lines, pa.int64()),
+                     "raw": raws if isinstance(raws, pa.Array) else pa.array(raws, pa.binary())})
 
 
 def read_chunks(paths: Sequence[str], chunk_lines: int, max_lines: int = 0) -> Iterator[pa.Table]:
     """Raw lines as Arrow tables of ``file`` (index into paths), ``line`` (1-based), ``raw`` bytes."""
     total = 0
-    for file_idx, path in enumerate(paths):
-        files, lines, raws = [], [], []
-        for line_no, raw in enumerate(open_lines(path), start=1):
-            if max_lines and total >= max_lines:
-                break
-            files.append(file_idx)
-            lines.append(line_no)
-            raws.append(raw)
-            total += 1
-            if len(raws) == chunk_lines:
-                yield raw_table(files, lines, raws)
-                files, lines, raws = [], [], []
-        if raws:
-            yield raw_table(files, lines, raws)
+    for i, path in enumerate(paths):
+        for chunk in read_shard(Shard(i, str(path)), chunk_lines, max_lines - total if max_lines else 0):
+            total += chunk.num_rows
+            yield chunk
         if max_lines and total >= max_lines:
             return
 
 
-def raw_table(files: Sequence[int], lines: Sequence[int], raws: Sequence[bytes]) -> pa.Table:
-    """The reader's table of raw lines: ``file`` (index into paths), ``line`` (1-based), ``raw`` bytes."""
-    return pa.table({"file": pa.array(files, pa.int32()), "line": pa.array(lines, pa.int64()),
-                     "raw": pa.array(raws, pa.binary())})
+def open_lines(path: str | Path) -> Iterator[bytes]:
+    """Yield the raw lines of a (possibly gzipped) file, without line terminators."""
+    for lines in _line_arrays(Shard(0, str(path))):
+        yield from lines.to_pylist()
 
 
 # ----------------------------------------------------------------------------- splitting
+
+
+def _fields_pattern(pattern: str, keep: set[str]) -> str:
+    """The format regex for RE2, capturing only the fields we read (fewer groups extract faster).
+
+    A trailing lazy ``<Content>`` becomes greedy: before ``$`` both take the whole rest of the line,
+    and RE2 extracts the greedy form faster.
+    """
+    pattern = re.sub(r"\(\?P<(\w+)>", lambda m: m.group(0) if m.group(1) in keep else "(?:", pattern)
+    if pattern.endswith("(?P<Content>.*?)$"):
+        pattern = pattern[: -len("(?P<Content>.*?)$")] + "(?P<Content>.*)$"
+    try:
+        pc.extract_regex(pa.array([""]), pattern)
+    except pa.ArrowInvalid as exc:
+        raise FusionLogError(f"log_format: its regex {pattern!r} is not valid RE2: {exc}") from None
+    return pattern
 
 
 @dataclass
 class LineSplitter:
     """Turns raw bytes into header fields; everything a line needs before Drain sees it.
 
-    Output columns: ``content`` (what Drain parses), ``alert`` (1/0 from the first-token label
-    rule, -1 otherwise), ``groups`` (ids found by the grouping regex), ``time`` (seconds, for
-    time windows and ordering; NaN when absent) and ``skip`` (a reason from SKIP_REASONS or "").
+    Output columns: ``file``, ``line``, ``content`` (what Drain parses; masking is left to drain3),
+    ``alert`` (1/0 from the first-token label rule, -1 otherwise), ``groups`` (ids found by the
+    grouping regex), ``time`` (seconds, for time windows and ordering; NaN when absent) and
+    ``skip`` (a reason from SKIP_REASONS or ""). Columnar: Arrow kernels over the whole batch
+    (the header by the format's regex, run by RE2, whose ``\\s`` is ASCII whitespace); only the
+    grouping ids are found line by line.
     """
 
     system: SystemConfig
     max_line_chars: int = 10_000
-    _regex: re.Pattern = field(init=False, repr=False)
-    _id_regex: Optional[re.Pattern] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._regex, self._headers = format_regex(self.system.log_format)
+        regex, headers = format_regex(self.system.log_format)
         g = self.system.grouping
+        self._time_field = g.time_field if g.time_field in headers else ""
+        self._fields = _fields_pattern(regex.pattern, {"Content", self._time_field})
         self._id_regex = re.compile(g.id_regex) if g.kind == "id_regex" else None
-        self._time_field = g.time_field if g.time_field in self._headers else ""
+        label = self.system.label
+        self._normal = "^" + re.escape(label.normal_token) + r"(\s|$)" if label.kind == "first_token" else ""
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        contents, alerts, groups, times, skips = [], [], [], [], []
-        label = self.system.label
-        for raw in batch.column("raw").to_pylist():
-            content, alert, ids, t, skip = "", -1, [], float("nan"), self._skip_reason_bytes(raw)
-            if not skip:
-                text = raw.decode("utf-8").strip()
-                # A line whose message is empty ("... RAS KERNEL FATAL") still is an event.
-                match = self._regex.match(text) or self._regex.match(text + " ")
-                if match is None:
-                    skip = "format_mismatch"
-                else:
-                    content = match.group("Content").strip()
-                    if label.kind == "first_token":
-                        alert = int(text.split(None, 1)[0] != label.normal_token)
-                    if self._id_regex is not None:
-                        ids = list(dict.fromkeys(m.group(1) if m.groups() else m.group(0)
-                                                 for m in self._id_regex.finditer(content)))
-                    if self._time_field:
-                        t = parse_time(match.group(self._time_field), self.system.grouping.time_format)
-            contents.append(content)
-            alerts.append(alert)
-            groups.append(ids)
-            times.append(t)
-            skips.append(skip)
+        raw = batch.column("raw").combine_chunks()
+        codes, text = self._skips(raw)
+        text = pc.utf8_trim_whitespace(text)
+        content, when = self._extract(text, codes)
+        codes[(codes == 0) & np.asarray(pc.is_null(content))] = SKIP_REASONS.index("format_mismatch") + 1
+        ok = codes == 0
+        content = pc.utf8_trim_whitespace(content if ok.all() else pc.if_else(pa.array(ok), content, ""))
+        alert = np.full(len(raw), -1, np.int8)
+        if self._normal:
+            alert[ok] = ~np.asarray(pc.match_substring_regex(text, self._normal))[ok]
+        times = self._times(when, ok) if self._time_field else pa.array(np.full(len(raw), np.nan))
+        reasons = pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(("",) + SKIP_REASONS))
         return pa.table({
-            "file": batch.column("file"), "line": batch.column("line"),
-            "content": pa.array(contents, pa.string()), "alert": pa.array(alerts, pa.int8()),
-            "groups": pa.array(groups, pa.list_(pa.string())), "time": pa.array(times, pa.float64()),
-            "skip": pa.array(skips, pa.string()),
+            "file": batch.column("file"), "line": batch.column("line"), "content": content,
+            "alert": pa.array(alert), "groups": self._groups(content), "time": times,
+            "skip": reasons.cast(pa.string()),
         })
 
-    def _skip_reason_bytes(self, raw: bytes) -> str:
-        if not raw.strip():
-            return "empty_line"
-        if b"\x00" in raw or len(_CONTROL.findall(raw)) > max(2, len(raw) // 10):
-            return "binary"
+    def _skips(self, raw: pa.Array) -> tuple[np.ndarray, pa.Array]:
+        """Skip codes (0 = keep, else 1 + index in SKIP_REASONS) and the lines as text ("" where skipped)."""
+        codes = np.zeros(len(raw), np.int8)
+        lengths = np.asarray(pc.binary_length(raw))
+        codes[lengths > self.max_line_chars] = SKIP_REASONS.index("line_too_long") + 1
         try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return "undecodable"
-        if len(raw) > self.max_line_chars:
-            return "line_too_long"
-        return ""
+            text = raw.cast(pa.string())
+        except pa.ArrowInvalid:  # a batch holding invalid UTF-8: find the lines one by one
+            valid = np.array([_utf8(b) for b in raw.to_pylist()], bool)
+            codes[~valid] = SKIP_REASONS.index("undecodable") + 1
+            text = pc.if_else(pa.array(valid), raw, b"").cast(pa.string())
+        suspect = np.flatnonzero(np.asarray(pc.match_substring_regex(raw, _CONTROL)))
+        if suspect.size:  # few lines hold control bytes: count them there only
+            some = pc.take(raw, suspect)
+            controls = np.asarray(pc.count_substring_regex(some, _CONTROL))
+            nul = np.asarray(pc.match_substring(some, b"\x00"))
+            codes[suspect[nul | (controls > np.maximum(2, lengths[suspect] // 10))]] = SKIP_REASONS.index("binary") + 1
+        codes[np.asarray(pc.match_substring_regex(raw, _BLANK))] = SKIP_REASONS.index("empty_line") + 1
+        if codes.any():
+            text = pc.if_else(pa.array(codes == 0), text, "")
+        return codes, text
+
+    def _extract(self, text: pa.Array, codes: np.ndarray) -> tuple[pa.Array, Optional[pa.Array]]:
+        """Content and time fields by the format regex; a line whose message is empty
+        ("... RAS KERNEL FATAL") matches once a space is appended, and still is an event."""
+        names = ["Content"] + ([self._time_field] if self._time_field else [])
+        found = pc.extract_regex(text, self._fields)
+        columns = [pc.struct_field(found, [found.type.get_field_index(n)]) for n in names]
+        retry = np.flatnonzero(np.asarray(pc.is_null(found)) & (codes == 0))
+        if retry.size:
+            again = pc.extract_regex(pc.binary_join_element_wise(pc.take(text, retry), "", " "), self._fields)
+            mask = pa.array(np.isin(np.arange(len(text)), retry))
+            columns = [pc.replace_with_mask(col, mask, pc.struct_field(again, [again.type.get_field_index(n)]))
+                       for col, n in zip(columns, names)]
+        return columns[0], columns[1] if self._time_field else None
+
+    def _groups(self, content: pa.Array) -> pa.Array:
+        """Ids of the grouping regex in each content: group 1 of each match (the whole match if the
+        regex has no group), first occurrence order, no repeats."""
+        rx = self._id_regex
+        if rx is None:
+            return pa.ListArray.from_arrays(pa.array(np.zeros(len(content) + 1, np.int32)), pa.array([], pa.string()))
+        if rx.groups > 1:  # findall would return tuples
+            found = [[m.group(1) for m in rx.finditer(c)] for c in content.to_pylist()]
+        else:
+            found = [rx.findall(c) for c in content.to_pylist()]
+        return pa.array([ids if len(ids) < 2 else list(dict.fromkeys(ids)) for ids in found], pa.list_(pa.string()))
+
+    def _times(self, values: pa.Array, ok: np.ndarray) -> pa.Array:
+        fmt = self.system.grouping.time_format
+        values = pc.if_else(pa.array(ok), values, pa.scalar(None, pa.string()))
+        if fmt == "epoch":
+            try:
+                return values.cast(pa.float64()).fill_null(np.nan)
+            except pa.ArrowInvalid:
+                pass  # some value is not a plain number: parse one by one, NaN where it fails
+        return pa.array([parse_time(v, fmt) if v is not None else np.nan for v in values.to_pylist()], pa.float64())
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def parse_time(value: str, time_format: str) -> float:
@@ -186,46 +369,70 @@ def make_miner(cfg: ParsingConfig, system: SystemConfig):
     return TemplateMiner(config=mc)
 
 
-def mine_templates(contents: Sequence[str], cfg: ParsingConfig, system: SystemConfig) -> Counter:
-    """Mine one shard; returns final template text -> number of lines (pass 1 of the scheme)."""
-    miner = make_miner(cfg, system)
-    ids = [miner.add_log_message(c)["cluster_id"] for c in contents]
-    final = {c.cluster_id: c.get_template() for c in miner.drain.clusters}
-    return Counter(final[i] for i in ids)
+def mine_batch(miner, split: pa.Table) -> pa.Array:
+    """Feed a split batch's parsed lines to the miner, in order; the cluster id of each line (0 if skipped).
 
-
-def merge_templates(shard_counts: Sequence[Counter], cfg: ParsingConfig, system: SystemConfig):
-    """Pass 2: one miner fed every shard template, most frequent first (deterministic order)."""
-    total: Counter = Counter()
-    for counts in shard_counts:
-        total.update(counts)
-    miner = make_miner(cfg, system)
-    for template, _ in sorted(total.items(), key=lambda kv: (-kv[1], kv[0])):
-        miner.add_log_message(template)
-    return miner
-
-
-def match_contents(miner, contents: Sequence[str]) -> list[int]:
-    """Pass 3: cluster id of the merged miner for each line, -1 where nothing matches."""
-    out = []
-    for content in contents:
-        cluster = miner.match(content, full_search_strategy="fallback")
-        out.append(cluster.cluster_id if cluster is not None else -1)
-    return out
-
-
-def add_unmatched(miner, contents: Sequence[str], cluster_ids: list[int]) -> int:
-    """Give lines no merged template matched a cluster by adding them to the miner, in order."""
-    added = 0
-    for i, cid in enumerate(cluster_ids):
-        if cid == -1:
-            cluster_ids[i] = miner.add_log_message(contents[i])["cluster_id"]
-            added += 1
-    return added
+    This is ``TemplateMiner.add_log_message`` without the per-line result dict and template string
+    it builds: mask once, then Drain.
+    """
+    parsed = np.asarray(pc.equal(split.column("skip"), ""))
+    contents = split.column("content").filter(pa.array(parsed)).to_pylist()
+    mask, add = miner.masker.mask, miner.drain.add_log_message
+    clusters = np.zeros(split.num_rows, np.int32)
+    clusters[parsed] = [add(mask(c))[0].cluster_id for c in contents]
+    return pa.array(clusters)
 
 
 def cluster_templates(miner) -> dict[int, str]:
+    """Cluster id -> its current (final, once mining is done) template text."""
     return {c.cluster_id: c.get_template() for c in miner.drain.clusters}
+
+
+def event_ids_by_cluster(templates: dict[int, str]) -> pa.Array:
+    """Event id at each cluster id's position ("" at 0 and unused ids), for ``pc.take`` over a cluster column."""
+    ids = [""] * (max(templates, default=0) + 1)
+    for cid, template in templates.items():
+        ids[cid] = event_id(template)
+    return pa.array(ids, pa.string())
+
+
+@dataclass
+class ShardTemplates:
+    """What a mined shard sends the driver: its line count and its clusters' final templates and sizes."""
+
+    lines: int
+    templates: dict[int, str]  # shard cluster id -> template
+    counts: dict[int, int]  # shard cluster id -> lines
+    seconds: float = 0.0  # wall time of the task, so per-worker rates can be measured
+    cpu_seconds: float = 0.0  # CPU time of the task: the per-core rate on a shared machine
+
+
+def merge_shards(shards: Sequence[ShardTemplates], cfg: ParsingConfig,
+                 system: SystemConfig) -> tuple[object, list[dict[int, str]], int]:
+    """One miner over every shard template, most frequent first (deterministic order); then each
+    shard template is mapped to the merged cluster that matches it, as serving will match lines.
+
+    Returns the merged miner, per shard a map shard cluster id -> merged template, and the number
+    of lines whose shard template matched no merged cluster (the merged miner learnt it afterwards).
+    """
+    total: Counter = Counter()
+    for s in shards:
+        for cid, template in s.templates.items():
+            total[template] += s.counts[cid]
+    order = sorted(total, key=lambda t: (-total[t], t))
+    miner = make_miner(cfg, system)
+    for template in order:
+        miner.add_log_message(template)
+    by_template, unmatched = {}, 0
+    for template in order:
+        cluster = miner.match(template, full_search_strategy="fallback")
+        if cluster is None:
+            cluster = miner.drain.id_to_cluster[miner.add_log_message(template)["cluster_id"]]
+            unmatched += total[template]
+        by_template[template] = cluster.cluster_id
+    final = cluster_templates(miner)  # templates learnt late may have widened a cluster: read them last
+    maps = [{cid: final[by_template[t]] for cid, t in s.templates.items()} for s in shards]
+    return miner, maps, unmatched
 
 
 def save_miner(miner, path: Path) -> None:
@@ -260,17 +467,37 @@ def grouping_accuracy(predicted: Sequence, truth: Sequence) -> float:
         raise ValueError(f"grouping_accuracy: {len(predicted)} predictions for {len(truth)} lines")
     if not truth:
         return 0.0
-    by_pred: dict = {}
-    by_true: dict = {}
-    for i, (p, t) in enumerate(zip(predicted, truth)):
-        by_pred.setdefault(p, set()).add(i)
-        by_true.setdefault(t, set()).add(i)
-    correct = 0
-    for members in by_true.values():
-        first = next(iter(members))
-        if by_pred[predicted[first]] == members:
-            correct += len(members)
+    pairs = Counter(zip(predicted, truth))
+    preds_per_truth = Counter(t for _, t in pairs)
+    truths_per_pred = Counter(p for p, _ in pairs)
+    correct = sum(n for (p, t), n in pairs.items() if preds_per_truth[t] == 1 and truths_per_pred[p] == 1)
     return correct / len(truth)
+
+
+def serving_disagreements(result: "ParseResult") -> list[int]:
+    """Rows whose template at serving time differs from the one training gave them.
+
+    Serving matches a raw line's content against the saved miner
+    (``match(content, full_search_strategy="fallback")``); training gave the line the final
+    template of its cluster. Compared by event id (template text).
+    """
+    t = result.table
+    rows = [r for r, skip in enumerate(t.column("skip").to_pylist()) if not skip]
+    contents, eids = t.column("content").to_pylist(), t.column("event_id").to_pylist()
+    served = match_templates(result.miner, [contents[r] for r in rows])
+    return [r for r, template in zip(rows, served) if template is None or event_id(template) != eids[r]]
+
+
+def match_templates(miner, contents: Sequence[str]) -> list[Optional[str]]:
+    """The saved miner's template for each content, None where nothing matches; the tree is not changed.
+
+    This is how serving reads a raw line (``fusionlog.scoring``): ``match`` with the fallback search.
+    """
+    out = []
+    for content in contents:
+        cluster = miner.match(content, full_search_strategy="fallback")
+        out.append(None if cluster is None else cluster.get_template())
+    return out
 
 
 # ----------------------------------------------------------------------------- drivers
@@ -283,96 +510,127 @@ class ParseResult:
     table: pa.Table  # file, line, content, alert, groups, time, skip, event_id
     templates: dict[str, str]  # event id -> template text
     miner: object
-    unmatched_added: int = 0  # lines the merged miner had to learn after the match pass
+    unmatched_added: int = 0  # lines whose shard template no merged template matched (learnt afterwards)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase (parallel: mine, merge, apply)
+    shards: list[ShardTemplates] = field(default_factory=list)  # parallel: what each shard reported
 
 
-def _attach_events(split: pa.Table, cluster_ids: list[int], miner) -> tuple[pa.Table, dict[str, str]]:
-    final = cluster_templates(miner)
-    ids_by_cluster = {cid: event_id(t) for cid, t in final.items()}
-    templates = {ids_by_cluster[cid]: final[cid] for cid in final}
-    parsed_mask = [s == "" for s in split.column("skip").to_pylist()]
-    it = iter(cluster_ids)
-    events = [ids_by_cluster[next(it)] if ok else "" for ok in parsed_mask]
-    used = set(events) - {""}
-    return split.append_column("event_id", pa.array(events, pa.string())), {k: v for k, v in templates.items() if k in used}
+def _no_lines(system: SystemConfig, paths: Sequence[str]) -> FusionLogError:
+    return FusionLogError(f"system {system.name}: no lines in {', '.join(map(str, paths))}")
 
 
 def parse_sequential(paths: Sequence[str], system: SystemConfig, cfg: ParsingConfig) -> ParseResult:
     """Plain single-process drain3 over the lines in file order: the reference for the parallel scheme."""
-    splitter = LineSplitter(system, cfg.max_line_chars)
-    tables = [splitter(chunk) for chunk in read_chunks(paths, cfg.chunk_lines, system.max_lines)]
-    if not tables:
-        raise FusionLogError(f"system {system.name}: no lines in {', '.join(map(str, paths))}")
-    split = pa.concat_tables(tables)
-    contents = [c for c, s in zip(split.column("content").to_pylist(), split.column("skip").to_pylist()) if not s]
-    miner = make_miner(cfg, system)
-    cluster_ids = [miner.add_log_message(c)["cluster_id"] for c in contents]
-    table, templates = _attach_events(split, cluster_ids, miner)
-    return ParseResult(table, templates, miner)
+    splitter, miner = LineSplitter(system, cfg.max_line_chars), make_miner(cfg, system)
+    parts = []
+    for chunk in read_chunks(paths, cfg.chunk_lines, system.max_lines):
+        split = splitter(chunk)
+        parts.append(split.append_column("cluster", mine_batch(miner, split)))
+    if not parts:
+        raise _no_lines(system, paths)
+    templates = cluster_templates(miner)
+    table = with_event_ids(pa.concat_tables(parts), event_ids_by_cluster(templates))
+    return ParseResult(table, {event_id(t): t for t in templates.values()}, miner)  # every cluster has a line
 
 
-class _Matcher:
-    """Ray Data actor holding the merged miner once, matching batch after batch."""
-
-    def __init__(self, miner):
-        self.miner = miner
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        skips = batch.column("skip").to_pylist()
-        parsed = [c for c, s in zip(batch.column("content").to_pylist(), skips) if not s]
-        matched = iter(match_contents(self.miner, parsed))
-        ids = [next(matched) if not s else -2 for s in skips]  # -2 marks a skipped line
-        return batch.append_column("cluster", pa.array(ids, pa.int64()))
+def with_event_ids(part: pa.Table, ids_by_cluster: pa.Array, line_offset: int = 0) -> pa.Table:
+    """Pass 3 (a Ray task): swap the cluster column for event ids; number lines as in the whole file."""
+    events = pc.take(ids_by_cluster, part.column("cluster"))
+    part = part.drop_columns(["cluster"]).append_column("event_id", events)
+    if line_offset:
+        part = part.set_column(1, "line", pc.add(part.column("line"), line_offset))
+    return part
 
 
-def _mine_batch(batch: pa.Table, cfg: ParsingConfig, system: SystemConfig) -> pa.Table:
-    contents = [c for c, s in zip(batch.column("content").to_pylist(), batch.column("skip").to_pylist()) if not s]
-    counts = mine_templates(contents, cfg, system)
-    return pa.table({"template": pa.array(list(counts), pa.string()),
-                     "count": pa.array(list(counts.values()), pa.int64())})
+class _Clock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name], self._last = round(now - self._last, 3), now
+
+
+def mine_shard(shard: Shard, system: SystemConfig, cfg: ParsingConfig,
+               limit: int = 0) -> tuple[ShardTemplates, pa.Table]:
+    """Pass 1 (a Ray task): read, split and mine one shard with its own miner.
+
+    Returns the shard's templates for the driver and its lines with their shard cluster ids, which
+    stay in the object store until the merge is known. ``limit`` > 0 keeps the first lines only.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
+    splitter, miner = LineSplitter(system, cfg.max_line_chars), make_miner(cfg, system)
+    parts = []
+    for chunk in read_shard(shard, cfg.chunk_lines, limit):
+        split = splitter(chunk)
+        parts.append(split.append_column("cluster", mine_batch(miner, split)))
+    table = pa.concat_tables(parts) if parts else _empty_part(splitter)
+    sizes = np.bincount(np.asarray(table.column("cluster")), minlength=1)
+    templates = cluster_templates(miner)
+    counts = {c: int(sizes[c]) for c in templates}
+    seconds = time.perf_counter() - wall, time.process_time() - cpu
+    return ShardTemplates(table.num_rows, templates, counts, *seconds), table
+
+
+def _empty_part(splitter: LineSplitter) -> pa.Table:
+    """A shard that owns no line (a byte range inside one long line) still has the table's columns."""
+    empty = pa.table({"file": pa.array([], pa.int32()), "line": pa.array([], pa.int64()),
+                      "raw": pa.array([], pa.binary())})
+    return splitter(empty).append_column("cluster", pa.array([], pa.int32()))
+
+
+def _count_lines(shard: Shard) -> int:
+    return sum(len(lines) for lines in _line_arrays(shard))
+
+
+def _limits(counts: Sequence[int], max_lines: int) -> list[int]:
+    """Lines each shard may keep so that the first ``max_lines`` lines, in order, are parsed."""
+    out, left = [], max_lines
+    for n in counts:
+        out.append(min(n, left))
+        left -= out[-1]
+    return out
 
 
 def parse_parallel(paths: Sequence[str], system: SystemConfig, cfg: ParsingConfig, num_workers: int) -> ParseResult:
-    """The three-pass scheme on Ray Data (see module docstring). Ray must already be initialised."""
-    import ray
-    from ray.data import ActorPoolStrategy, TaskPoolStrategy
+    """The one-pass scheme on Ray tasks (see module docstring). Ray must already be initialised.
 
-    chunks = list(read_chunks(paths, cfg.chunk_lines, system.max_lines))
-    if not chunks:
-        raise FusionLogError(f"system {system.name}: no lines in {', '.join(map(str, paths))}")
-    splitter = LineSplitter(system, cfg.max_line_chars)
-    source = ray.data.from_arrow(chunks)
-    if len(chunks) < num_workers:
-        source = source.repartition(num_workers)  # small inputs: still give every worker a block
-    split = source.map_batches(
-        splitter, batch_format="pyarrow", batch_size=None, compute=TaskPoolStrategy(size=num_workers)
-    ).materialize()
-    shards = cfg.num_shards or num_workers
-    mined = split.repartition(shards).map_batches(
-        _mine_batch, fn_kwargs={"cfg": cfg, "system": system}, batch_format="pyarrow", batch_size=None,
-        compute=TaskPoolStrategy(size=num_workers),
-    )
-    shard_counts = []
-    for ref in mined.to_arrow_refs():
-        t = ray.get(ref)
-        shard_counts.append(Counter(dict(zip(t.column("template").to_pylist(), t.column("count").to_pylist()))))
-    miner = merge_templates(shard_counts, cfg, system)
-    matched = split.map_batches(
-        _Matcher, fn_constructor_args=(miner,), batch_format="pyarrow", batch_size=None,
-        compute=ActorPoolStrategy(size=num_workers),
-    )
-    table = pa.concat_tables(ray.get(matched.to_arrow_refs())).sort_by([("file", "ascending"), ("line", "ascending")])
-    clusters = table.column("cluster").to_pylist()
-    table = table.drop_columns(["cluster"])
-    parsed_clusters = [c for c in clusters if c != -2]
-    contents = [c for c, k in zip(table.column("content").to_pylist(), clusters) if k != -2]
-    added = add_unmatched(miner, contents, parsed_clusters)
-    if added:
-        log.info("%s: %d lines matched no merged template and were added to the miner", system.name, added)
-    table, templates = _attach_events(table, parsed_clusters, miner)
-    return ParseResult(table, templates, miner, unmatched_added=added)
+    Ray tasks rather than Ray Data: a shard's lines must stay where they were mined until the
+    driver's merge is known, which one task returning two objects (templates, lines) expresses directly.
+    """
+    import ray
+
+    shards = plan_shards(paths, cfg.num_shards or num_workers)
+    limits = [0] * len(shards)  # 0: every line of the shard
+    if system.max_lines:  # the first max_lines lines: count each shard's lines first
+        limits = _limits(ray.get([ray.remote(_count_lines).remote(s) for s in shards]), system.max_lines)
+        shards, limits = [s for s, n in zip(shards, limits) if n], [n for n in limits if n]
+    clock = _Clock()
+    mine = ray.remote(mine_shard).options(num_returns=2)
+    mined = [mine.remote(s, system, cfg, n) for s, n in zip(shards, limits)]
+    summaries = ray.get([m[0] for m in mined])
+    clock.lap("mine")
+    if sum(s.lines for s in summaries) == 0:
+        raise _no_lines(system, paths)
+    miner, maps, unmatched = merge_shards(summaries, cfg, system)
+    clock.lap("merge")
+    if unmatched:
+        log.info("%s: %d lines had a shard template no merged template matched; the merged miner learnt it",
+                 system.name, unmatched)
+    apply = ray.remote(with_event_ids)
+    offsets, seen = [], Counter()
+    for shard, summary in zip(shards, summaries):
+        offsets.append(seen[shard.file])
+        seen[shard.file] += summary.lines
+    parts = ray.get([apply.remote(part, event_ids_by_cluster(m), off)
+                     for (_, part), m, off in zip(mined, maps, offsets)])
+    clock.lap("apply")
+    used = {event_id(t): t for m in maps for t in m.values()}
+    return ParseResult(pa.concat_tables(parts), used, miner, unmatched, clock.laps, summaries)
 
 
 def skip_counts(table: pa.Table) -> dict[str, int]:
     """Skipped lines by reason (only reasons that occurred)."""
-    return dict(sorted(Counter(s for s in table.column("skip").to_pylist() if s).items()))
+    counts = pc.value_counts(table.column("skip")).to_pylist()
+    return dict(sorted((c["values"], c["counts"]) for c in counts if c["values"]))

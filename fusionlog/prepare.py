@@ -21,7 +21,7 @@ import yaml
 
 from fusionlog.config import FusionLogConfig, FusionLogError, ParsingConfig, RayConfig, SystemConfig, to_dict
 from fusionlog.embedding import embed_templates
-from fusionlog.parsing import DRAIN_STATE, parse_parallel, parse_sequential, save_miner, skip_counts
+from fusionlog.parsing import DRAIN_STATE, input_bytes, parse_parallel, parse_sequential, save_miner, skip_counts
 from fusionlog.ray_runtime import ensure_ray
 from fusionlog.sequences import Sequences, event_counts, group_lines
 from fusionlog.sessions import load_sessions
@@ -72,13 +72,14 @@ def ingest_system(system: SystemConfig, parsing: ParsingConfig, ray_cfg: RayConf
         for p in raw:
             if not Path(p).is_file():
                 raise FileNotFoundError(f"data.systems.{system.name}: input file not found: {p}")
-        if parsing.parallel:
+        small = input_bytes(raw) < parsing.parallel_min_bytes
+        if parsing.parallel and not small:
             ensure_ray(ray_cfg, progress)
             result = parse_parallel(raw, system, parsing, ray_cfg.num_workers)
-            man.parse_mode = f"ray-data x{ray_cfg.num_workers}"
+            man.parse_mode = f"ray x{ray_cfg.num_workers}"
         else:
             result = parse_sequential(raw, system, parsing)
-            man.parse_mode = "sequential"
+            man.parse_mode = "in-process (below parsing.parallel_min_bytes)" if parsing.parallel else "sequential"
         man.raw_files = raw
         man.lines_read = result.table.num_rows
         man.lines_skipped = skip_counts(result.table)

@@ -23,8 +23,7 @@ import pyarrow as pa
 from fusionlog.artifact import KNOWLEDGE_BASE, Artifact, load_artifact
 from fusionlog.config import ConfigError, FusionLogError, ParsingConfig, SystemConfig, build_typed
 from fusionlog.dataset import PreparedSystem
-from fusionlog.parsing import (DRAIN_STATE, LineSplitter, cluster_templates, event_id, load_miner, match_contents,
-                               raw_table)
+from fusionlog.parsing import DRAIN_STATE, LineSplitter, event_id, load_miner, match_templates, raw_table
 from fusionlog.retrieval import MemoryStore, read_knowledge_base, sequence_vectors
 from fusionlog.routing import event_similarity
 from fusionlog.sequences import group_lines, time_order
@@ -68,7 +67,6 @@ class Scorer:
         problems: list[str] = []
         self.system: Optional[SystemConfig] = None
         self.miner: Any = None
-        self.templates: dict[int, str] = {}
         self.splitter: Optional[LineSplitter] = None
         if spec is None:
             self.notes.append(f"config.json describes no system {target!r}: raw lines cannot be parsed, only "
@@ -81,7 +79,6 @@ class Scorer:
             self.splitter = LineSplitter(self.system, max_line_chars=parsing.max_line_chars)
             if (path / DRAIN_STATE).is_file():
                 self.miner = load_miner(path / DRAIN_STATE, parsing, self.system)
-                self.templates = cluster_templates(self.miner)  # match() never changes the tree: cache once
             else:
                 self.notes.append(f"no {DRAIN_STATE} in the artifact: raw lines cannot be parsed, only 'events' "
                                   "are accepted")
@@ -149,10 +146,8 @@ class Scorer:
         kept = [kept[k] for k in time_order([times[i] for i in kept])]
         out = ParsedSequence(np.zeros(0, np.int64), [],
                              skipped=[{"line": positions[i], "reason": skips[i]} for i in range(len(items)) if skips[i]])
-        clusters = match_contents(self.miner, [contents[i] for i in kept])
         rows = []
-        for i, cluster in zip(kept, clusters):
-            template = self.templates.get(cluster)
+        for i, template in zip(kept, match_templates(self.miner, [contents[i] for i in kept])):
             row = self.index.get(event_id(template)) if template is not None else None
             if row is None:
                 out.unknown.append({"line": positions[i], "text": _short(contents[i]), "template": template,
@@ -170,7 +165,7 @@ class Scorer:
         for pos, text in zip(positions, items):
             template, row = text, self.index.get(event_id(text))
             if row is None and self.miner is not None:
-                template = self.templates.get(match_contents(self.miner, [text])[0])
+                template = match_templates(self.miner, [text])[0]
                 row = self.index.get(event_id(template)) if template is not None else None
             if row is None:
                 out.unknown.append({"line": pos, "text": _short(text), "template": template,

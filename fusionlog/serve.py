@@ -167,7 +167,7 @@ def model_info(scorer: Scorer) -> dict:
             "name": scorer.system.name or s.get("target"), "log_format": scorer.system.log_format,
             "grouping": art.config["data"]["systems"][s.get("target") or art.config["data"]["target"]]["grouping"]},
         "raw_lines": scorer.miner is not None,
-        "drain_templates": len(scorer.templates),
+        "drain_templates": len(scorer.miner.drain.clusters) if scorer.miner is not None else 0,
         "source_events": int(art.is_source.sum()),
         "knowledge_base": None if scorer.kb is None else {"rows": scorer.kb.count()},
         "notes": scorer.notes,

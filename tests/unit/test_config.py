@@ -95,3 +95,9 @@ def test_teacher_and_distillation_choices_are_checked(tmp_path):
     assert "teacher.members: ['keyword', 'oracle']" in msg and "distill.scope: 'target'" in msg
     with pytest.raises(ConfigError, match="teacher.members"):
         load_config(_write(tmp_path, BASE), ["teacher.kind=committee", "teacher.members=[]"])
+
+
+def test_parallel_min_bytes_is_checked(tmp_path):
+    assert load_config(_write(tmp_path, BASE), ["parsing.parallel_min_bytes=0"]).parsing.parallel_min_bytes == 0
+    with pytest.raises(ConfigError, match="parsing.parallel_min_bytes: -1; must be >= 0"):
+        load_config(_write(tmp_path, BASE), ["parsing.parallel_min_bytes=-1"])

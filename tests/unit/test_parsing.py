@@ -4,9 +4,11 @@ import pyarrow as pa
 import pytest
 
 from fusionlog.config import FusionLogError, ParsingConfig, SystemConfig, build_typed
+import fusionlog.parsing as parsing
 from fusionlog.parsing import (
-    LineSplitter, add_unmatched, event_id, grouping_accuracy, load_miner, make_miner, match_contents,
-    merge_templates, mine_templates, parse_sequential, read_chunks, save_miner, skip_counts,
+    LineSplitter, Shard, event_id, grouping_accuracy, input_bytes, load_miner, make_miner, merge_shards, mine_shard,
+    open_lines, parse_sequential, plan_shards, read_chunks, read_shard, save_miner, serving_disagreements,
+    skip_counts, with_event_ids,
 )
 from fusionlog.systems import BUILTIN_SYSTEMS
 
@@ -77,16 +79,62 @@ def test_read_chunks_numbers_lines_and_rejects_empty(tmp_path):
         list(read_chunks([str(tmp_path / "missing.log")], 10))
 
 
-def test_shard_merge_match_agrees_with_one_miner():
-    lines = [f"Receiving block blk_{i} src: /10.0.0.{i % 7}:50010 dest: /10.0.0.{i % 5}:50010" for i in range(40)]
-    lines += [f"PacketResponder {i % 3} for block blk_{i} terminating" for i in range(40)]
+def _one_pass(paths, sysc, cfg, num_shards):
+    """The parallel scheme's three passes in one process (what parse_parallel runs on Ray)."""
+    shards = plan_shards(paths, num_shards)
+    mined = [mine_shard(s, sysc, cfg) for s in shards]
+    miner, maps, unmatched = merge_shards([m[0] for m in mined], cfg, sysc)
+    offsets = [sum(m[0].lines for t, m in zip(shards[:i], mined) if t.file == s.file) for i, s in enumerate(shards)]
+    parts = [with_event_ids(part, parsing.event_ids_by_cluster(m), off)
+             for (_, part), m, off in zip(mined, maps, offsets)]
+    return pa.concat_tables(parts), miner, unmatched
+
+
+def test_shard_merge_agrees_with_one_miner(tmp_path):
+    lines = [f"081109 2036{i % 60:02d} 1 INFO dfs.DataNode: Receiving block blk_{i} src: /10.0.0.{i % 7}:50010 "
+             f"dest: /10.0.0.{i % 5}:50010" for i in range(40)]
+    lines += [f"081109 2036{i % 60:02d} 1 INFO dfs.DataNode: PacketResponder {i % 3} for block blk_{i} terminating"
+              for i in range(40)]
+    log = tmp_path / "h.log"
+    log.write_text("\n".join(lines) + "\n")
     cfg, sysc = ParsingConfig(), system("HDFS")
-    shards = [mine_templates(lines[i::2], cfg, sysc) for i in range(2)]
-    miner = merge_templates(shards, cfg, sysc)
-    ids = match_contents(miner, lines)
-    assert add_unmatched(miner, lines, ids) == 0
-    assert len(set(ids)) == 2
-    assert grouping_accuracy(ids, [0] * 40 + [1] * 40) == 1.0
+    table, miner, unmatched = _one_pass([str(log)], sysc, cfg, num_shards=3)
+    assert unmatched == 0 and table.column("line").to_pylist() == list(range(1, 81))
+    events = table.column("event_id").to_pylist()
+    assert grouping_accuracy(events, [0] * 40 + [1] * 40) == 1.0
+    assert {c.get_template() for c in miner.drain.clusters} == {
+        "Receiving block <*> src: <*> dest: <*>", "PacketResponder <*> for block <*> terminating"}
+
+
+@pytest.mark.parametrize("name,log", [("HDFS", "HDFS_2k.log"), ("BGL", "BGL_2k.log")])
+def test_one_pass_scheme_agrees_with_sequential_on_samples(name, log):
+    cfg, sysc = ParsingConfig(), system(name)
+    seq = parse_sequential([str(SAMPLE / log)], sysc, cfg)
+    table, _, _ = _one_pass([str(SAMPLE / log)], sysc, cfg, num_shards=4)
+    for column in ("file", "line", "content", "skip"):
+        assert table.column(column).to_pylist() == seq.table.column(column).to_pylist(), column
+    ga = grouping_accuracy(table.column("event_id").to_pylist(), seq.table.column("event_id").to_pylist())
+    assert ga == 1.0 if name == "HDFS" else ga >= 0.99
+
+
+def test_shards_hold_every_line_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(parsing, "_BLOCK_BYTES", 7)  # lines longer than a block, blocks ending mid-line
+    lines = [b"a", b"", b"bb\r", b"x" * 40, b"ccc", b"", b"dddd d", b"e\r\r"]
+    plain = tmp_path / "a.log"
+    plain.write_bytes(b"\n".join(lines))  # no newline after the last line
+    expect = [line.rstrip(b"\r\n") for line in lines]
+    for k in range(1, 12):
+        shards = plan_shards([str(plain)], k)
+        got = [r for s in shards for t in read_shard(s, chunk_lines=3) for r in t.column("raw").to_pylist()]
+        assert got == expect, k
+    assert list(open_lines(plain)) == expect
+    gz = tmp_path / "b.log.gz"
+    with gzip.open(gz, "wb") as fh:
+        fh.write(b"\n".join(lines) + b"\n")
+    assert plan_shards([str(gz), str(plain)], 4)[0] == Shard(0, str(gz))  # a gzip file is one shard
+    sizes = [t.num_rows for t in read_shard(Shard(0, str(gz)), chunk_lines=2, limit=7)]
+    assert sum(sizes) == 7 and max(sizes) <= 2
+    assert input_bytes([str(gz)]) == len(b"\n".join(lines)) + 1  # from the gzip trailer, not the file size
 
 
 def test_sequential_drain_matches_loghub_ground_truth_on_hdfs_2k():
@@ -99,6 +147,25 @@ def test_sequential_drain_matches_loghub_ground_truth_on_hdfs_2k():
         pytest.skip("loghub structured file not available")
     truth = [r["EventId"] for r in csv.DictReader(open(truth_file))]
     assert grouping_accuracy(result.table.column("event_id").to_pylist(), truth) >= 0.99
+
+
+@pytest.mark.parametrize("name,log", [("HDFS", "HDFS_2k.log"), ("BGL", "BGL_2k.log")])
+def test_serving_matches_the_template_training_gave_every_line(name, log):
+    """Serving matches raw lines against the saved miner; training gave each line its cluster's template."""
+    result = parse_sequential([str(SAMPLE / log)], system(name), ParsingConfig())
+    assert serving_disagreements(result) == []
+
+
+def test_splitter_empty_batch_and_bad_time():
+    empty = pa.table({"file": pa.array([], pa.int32()), "line": pa.array([], pa.int64()),
+                      "raw": pa.array([], pa.binary())})
+    out = LineSplitter(system("HDFS"))(empty)
+    assert out.num_rows == 0 and out.schema.field("groups").type == pa.list_(pa.string())
+    raws = [b"- abc 2005.06.03 R02 2005-06-03-15.42.50.675872 R02 RAS KERNEL INFO ok",
+            b"- 1117838570 2005.06.03 R02 2005-06-03-15.42.50.675872 R02 RAS KERNEL INFO ok"]
+    out = LineSplitter(system("BGL"))(pa.table({"file": pa.array([0, 0], pa.int32()), "line": [1, 2], "raw": raws}))
+    times = out.column("time").to_pylist()
+    assert times[0] != times[0] and times[1] == 1117838570.0  # NaN where the timestamp is not a number
 
 
 def test_miner_state_round_trip(tmp_path):
