@@ -7,6 +7,7 @@
     drain3_state.bin        the target's drain3 state (parsing.DRAIN_STATE), so raw lines parse with training's templates
     routing.parquet         fused artifacts: each target sequence's s_k, general or not, bottleneck event
     knowledge_base.parquet  fused artifacts: the labelled knowledge base, read-only, for explanations
+    pseudo_labels.parquet   fused artifacts: what fine-tuning used (seq_id, label, target, round)
 
 No Ray import: evaluation and serving load an artifact without a cluster.
 """
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 MODEL, CONFIG, EVENTS, SUMMARY = "model.pt", "config.json", "events.parquet", "summary.json"
 ROUTING = "routing.parquet"
 KNOWLEDGE_BASE = "knowledge_base.parquet"
+PSEUDO_LABELS = "pseudo_labels.parquet"
 REQUIRED = (MODEL, CONFIG, EVENTS, SUMMARY)
 
 

@@ -202,7 +202,10 @@ class DistillConfig:
     replay: bool = True  # ours: each fine-tuning uses every clean sample so far, not only the round's (no forgetting, no one-class rounds)
     scope: str = "proprietary"  # proprietary (the paper: the teacher labels the router's proprietary pool) | all (ours: every target sequence)
     leftovers: str = "llm"  # llm (the paper: leftovers take the LLM label) | drop
-    threshold: str = "pseudo"  # ours: fused model's threshold: best F1 on the pseudo-labelled target pool | source (keep the source-val one)
+    threshold: str = "rate"  # ours: fused model's threshold: rate (its held-out target scores cut at the teacher's positive rate) | source (keep the source-val one)
+    selection: str = "rank"  # ours: rank (confidence = rank within the predicted class, labels at the teacher's positive rate) | probability (the paper: p or 1-p against epsilon, source-val threshold)
+    soft_labels: bool = False  # ours: fine-tune on the teacher's p(anomalous) instead of its 0/1 label
+    holdout: float = 0.2  # ours: share of the pool never fine-tuned on; the fused threshold is chosen on it (and on general sequences)
 
 
 LLM_BACKENDS = ("llama_cpp", "http", "vllm")
@@ -215,10 +218,11 @@ class TeacherConfig:
     """Who pseudo-labels the target (FusionLog §III-D): the LLM (the paper) or a label-free teacher."""
 
     kind: str = "llm"  # llm (the paper; llm.* says which model) | keyword | semantic | pca | invariants | isolation_forest | committee (of members)
-    members: list[str] = field(default_factory=lambda: ["keyword", "semantic"])  # committee: mean p(anomalous) of these kinds
-    threshold: float = 0.5  # the teacher's p(anomalous) cut until calibration sets it (pca: 0.5 is its Q-statistic)
-    calibrate: bool = True  # ours: set the threshold on labelled SOURCE-val sequences; false keeps the teacher's own rule
-    calibration_samples: int = 64  # ours: SOURCE-val sequences scored to set it, half of them anomalous; 0 = all of source-val
+    members: list[str] = field(default_factory=lambda: ["keyword", "semantic", "pca", "invariants", "isolation_forest"])  # committee members, each deciding by its own rule
+    combine: str = "vote"  # committee: vote (ours: Dawid-Skene over the members' own decisions, rate estimated on the target) | mean (of p(anomalous), thresholded)
+    threshold: float = 0.5  # the teacher's p(anomalous) cut: 0.5 is every label-free teacher's own rule (pca: its Q-statistic)
+    calibrate: bool = True  # ours: learn from labelled SOURCE-val sequences (a graded teacher's threshold; a vote's member reliabilities); false keeps the own rule
+    calibration_samples: int = 64  # ours: SOURCE-val sequences used for that, half of them anomalous; 0 = all of source-val
 
 
 @dataclass
@@ -557,8 +561,12 @@ def validate(cfg: FusionLogConfig) -> list[str]:
         problems.append(f"distill.rounds: {d.rounds}; must be >= 1")
     if not 0 < d.epsilon0 <= 1 or d.epsilon_step < 0:
         problems.append(f"distill.epsilon0 ({d.epsilon0}) must be in (0, 1] and epsilon_step ({d.epsilon_step}) >= 0")
-    if d.threshold not in ("pseudo", "source"):
-        problems.append(f"distill.threshold: {d.threshold!r}; allowed: pseudo, source")
+    if d.threshold not in ("rate", "source"):
+        problems.append(f"distill.threshold: {d.threshold!r}; allowed: rate, source")
+    if d.selection not in ("rank", "probability"):
+        problems.append(f"distill.selection: {d.selection!r}; allowed: rank, probability")
+    if not 0.0 <= d.holdout < 1.0:
+        problems.append(f"distill.holdout: {d.holdout}; must be in [0, 1)")
     if d.scope not in ("proprietary", "all"):
         problems.append(f"distill.scope: {d.scope!r}; allowed: proprietary, all")
     if d.leftovers not in ("llm", "drop"):
@@ -604,6 +612,8 @@ def validate_teacher(tc: TeacherConfig) -> list[str]:
         problems.append(f"teacher.members: {tc.members!r}; give one or more of {', '.join(allowed)}")
     if not 0.0 <= tc.threshold <= 1.0:
         problems.append(f"teacher.threshold: {tc.threshold}; must be in [0, 1]")
+    if tc.combine not in ("vote", "mean"):
+        problems.append(f"teacher.combine: {tc.combine!r}; allowed: vote, mean")
     if tc.calibration_samples < 0:
         problems.append(f"teacher.calibration_samples: {tc.calibration_samples}; must be >= 0 (0 = all of source-val)")
     return problems

@@ -40,16 +40,44 @@ def epsilon_schedule(cfg: DistillConfig) -> list[float]:
     return [round(max(0.0, cfg.epsilon0 - r * step), 6) for r in range(cfg.rounds)]
 
 
-def sm_labels(probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Small-model label and its confidence p(y_SM): p for "anomalous", 1 - p for "normal"."""
+def sm_labels(probs: np.ndarray, threshold: float, selection: str = "rank") -> tuple[np.ndarray, np.ndarray]:
+    """Small-model label (probs >= threshold) and its confidence.
+
+    ``probability`` (the paper): p for "anomalous", 1 - p for "normal". ``rank`` (ours): the share of
+    its predicted class it ranks above, in (0, 1]: the most anomalous of the anomalous and the most
+    normal of the normal score 1 whatever the threshold, so ``confidence >= epsilon`` takes the top
+    ``1 - epsilon`` of *each* class and both classes reach fine-tuning (with a threshold far from 0.5,
+    p or 1 - p never reaches 0.9 for one of them, and the clean pool stayed empty).
+    """
     labels = (probs >= threshold).astype(np.int8)
-    return labels, np.where(labels == 1, probs, 1.0 - probs)
+    if selection == "probability":
+        return labels, np.where(labels == 1, probs, 1.0 - probs)
+    conf = np.zeros(len(probs))
+    for cls, sign in ((1, 1.0), (0, -1.0)):
+        rows = np.flatnonzero(labels == cls)
+        order = np.argsort(sign * probs[rows], kind="stable")  # least to most confident
+        conf[rows[order]] = np.arange(1, len(rows) + 1) / max(1, len(rows))
+    return labels, conf
+
+
+def rate_threshold(scores: np.ndarray, rate: float) -> float:
+    """The cut that flags a ``rate`` share of ``scores`` (label = score >= cut): between the last flagged
+    and the first passed score. A label-free decision: the rate comes from the teacher, not from labels."""
+    s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    if not len(s):
+        raise ValueError("rate_threshold: no scores")
+    k = int(round(min(max(rate, 0.0), 1.0) * len(s)))
+    if k == 0:
+        return float(np.nextafter(s[0], np.inf))
+    if k >= len(s):
+        return float(s[-1])
+    return float((s[k - 1] + s[k]) / 2.0) if s[k - 1] > s[k] else float(s[k - 1])
 
 
 def select_clean(llm: np.ndarray, sm: np.ndarray, confidence: np.ndarray, epsilon: float,
                  dual_verification: bool = True) -> np.ndarray:
-    """Clean = LLM and small model agree and confidence >= epsilon (line 28); an unparsed LLM answer (-1)
-    is never clean.  Without dual verification the LLM's answer alone decides (ablation)."""
+    """Clean = teacher and small model agree and confidence >= epsilon (line 28); a sequence the teacher
+    did not answer (-1) is never clean. Without dual verification the teacher alone decides (ablation)."""
     answered = llm >= 0
     if not dual_verification:
         return answered
@@ -116,22 +144,25 @@ class RoundLog:
     pool: int
     clean: int
     noisy: int
-    llm_unparsed: int
-    llm_anomalous: int
+    llm_unparsed: int  # pool sequences the teacher did not answer
+    llm_anomalous: int  # pool sequences the teacher called anomalous
     kb_size: int
     finetune_loss: float  # NaN: no fine-tuning this round (an empty or one-class set)
     clean_anomalous: int = 0  # of ``clean``, pseudo-labelled anomalous
     finetuned_on: int = 0  # sequences the round fine-tuned on (0: skipped)
+    sm_threshold: float = 0.5  # the small model's label cut this round
 
 
 @dataclass
 class DistillResult:
     rounds: list[RoundLog] = field(default_factory=list)
-    pseudo_labels: dict[str, int] = field(default_factory=dict)  # seq_id -> label the model was tuned on
+    pseudo_labels: dict[str, tuple[int, float, int]] = field(default_factory=dict)  # seq_id -> (label, target, round; -1 leftovers)
     kb_initial: int = 0
     kb_final: int = 0
     pool_initial: int = 0
-    pool_capped: int = 0  # proprietary sequences left out of the LLM pool by distill.max_pool
+    pool_capped: int = 0  # proprietary sequences left out of the teacher's pool by distill.max_pool
+    held_out: int = 0  # pool sequences never fine-tuned on (distill.holdout)
+    teacher_rate: float = float("nan")  # share of answered sequences the teacher called anomalous
     leftovers: int = 0
     leftover_unparsed: int = 0
 
@@ -197,35 +228,37 @@ def _records(rows: np.ndarray, labels: np.ndarray, confidence: np.ndarray, inp: 
                    int(y), float(c)) for i, y, c in zip(rows, labels, confidence)]
 
 
-def _training_set(tuned: dict[int, int], rows: np.ndarray, labels: np.ndarray, replay: bool) -> tuple[list, list]:
-    """Record new pseudo-labels in ``tuned``; fine-tune on every one so far (replay) or on these only."""
-    tuned.update(zip(rows.tolist(), np.asarray(labels).tolist()))
-    return (list(tuned), list(tuned.values())) if replay else (rows.tolist(), np.asarray(labels).tolist())
+def _training_set(tuned: dict[int, float], rows: np.ndarray, targets: np.ndarray, replay: bool) -> tuple[list, list]:
+    """Record new fine-tuning targets in ``tuned``; fine-tune on every one so far (replay) or on these only."""
+    tuned.update(zip(rows.tolist(), np.asarray(targets, dtype=np.float64).tolist()))
+    return (list(tuned), list(tuned.values())) if replay else (rows.tolist(), np.asarray(targets).tolist())
 
 
-def _finetune_two_class(inp: DistillInputs, rows: list[int], labels, cfg: DistillConfig, seed: int,
+def _finetune_two_class(inp: DistillInputs, rows: list[int], targets, cfg: DistillConfig, seed: int,
                         what: str) -> float:
     """Fine-tune on ``rows`` unless their pseudo-labels hold one class only.
 
     A one-class set teaches no boundary, only to say that class to everything: a first round whose
     clean set is all "normal" would make every later sequence "normal" with high confidence.
     """
-    labels = np.asarray(labels, dtype=np.int64)
-    if len(set(labels.tolist())) < 2:
-        if len(labels):
-            log.info("%s: %d pseudo-labelled sequences, all %s: not fine-tuning on one class", what, len(labels),
-                     "anomalous" if labels[0] else "normal")
+    targets = np.asarray(targets, dtype=np.float64)
+    classes = set((targets >= 0.5).tolist())
+    if len(classes) < 2:
+        if len(targets):
+            log.info("%s: %d pseudo-labelled sequences, all %s: not fine-tuning on one class", what, len(targets),
+                     "anomalous" if classes == {True} else "normal")
         return float("nan")
-    return finetune(inp.model, [inp.sequences[i] for i in rows], labels, cfg, inp.max_len, seed)
+    return finetune(inp.model, [inp.sequences[i] for i in rows], targets, cfg, inp.max_len, seed)
 
 
 def distill(inp: DistillInputs, teacher: Teacher, store: VectorStore, cfg: DistillConfig, rcfg: RetrievalConfig,
             seed: int = 0) -> DistillResult:
     """Algorithm 1, lines 19-38, on ``inp.model`` in place."""
     res = DistillResult()
+    rng = np.random.default_rng(seed)
     vecs = sequence_vectors(inp.sequences, inp.event_vectors)
     probs, _ = predict_proba(inp.model, inp.sequences, cfg.finetune_batch_size, inp.max_len)
-    labels, conf = sm_labels(probs, inp.threshold)
+    labels, conf = sm_labels(probs, inp.threshold, cfg.selection)
     general = np.flatnonzero(inp.general)
     store.add(_records(general, labels[general], conf[general], inp, rcfg.max_content_events), vecs[general])  # K(0)
     res.kb_initial = store.count()
@@ -233,44 +266,81 @@ def distill(inp: DistillInputs, teacher: Teacher, store: VectorStore, cfg: Disti
     res.pool_initial = len(pool)
     teacher.fit([[inp.templates[e] for e in seq] for seq in inp.sequences])  # statistical teachers model the target
     if cfg.max_pool and len(pool) > cfg.max_pool:
-        keep = np.sort(np.random.default_rng(seed).choice(pool, cfg.max_pool, replace=False))
+        keep = np.sort(rng.choice(pool, cfg.max_pool, replace=False))
         res.pool_capped = len(pool) - len(keep)
-        log.warning("distill.max_pool=%d: %d of %d pool sequences go to the LLM; the other %d keep the "
+        log.warning("distill.max_pool=%d: %d of %d pool sequences go to the teacher; the other %d keep the "
                     "small model's prediction", cfg.max_pool, len(keep), len(pool), res.pool_capped)
         pool = keep
-    last_llm = np.full(len(inp.sequences), -1, dtype=np.int8)
+    holdout = np.sort(rng.choice(pool, int(round(cfg.holdout * len(pool))), replace=False))
+    res.held_out = len(holdout)
+    pool = np.setdiff1d(pool, holdout)
+    last = np.full(len(inp.sequences), -1, dtype=np.int8)  # the teacher's latest label per sequence
+    last_score = np.full(len(inp.sequences), np.nan)
     asked: dict[tuple, tuple[int, float]] = {}  # a deterministic teacher's answers, by request content
-    tuned: dict[int, int] = {}  # sequence row -> pseudo-label, every clean sample so far (replayed when fine-tuning)
+    if len(holdout):  # asked once, for the teacher's positive rate; never fine-tuned on
+        last[holdout], last_score[holdout] = _ask(teacher, _requests(holdout, inp, store, vecs, rcfg.top_k,
+                                                                     cfg.use_rag), asked)
+    tuned: dict[int, float] = {}  # sequence row -> fine-tuning target, every clean sample so far (replayed)
     for r, eps in enumerate(epsilon_schedule(cfg)):
         if not len(pool):
             log.info("round %d: the noisy pool is empty; stopping early", r)
             break
-        llm_labels, _ = _ask(teacher, _requests(pool, inp, store, vecs, rcfg.top_k, cfg.use_rag), asked)
-        last_llm[pool] = llm_labels
+        y_t, p_t = _ask(teacher, _requests(pool, inp, store, vecs, rcfg.top_k, cfg.use_rag), asked)
+        last[pool], last_score[pool] = y_t, p_t
         probs, _ = predict_proba(inp.model, [inp.sequences[i] for i in pool], cfg.finetune_batch_size, inp.max_len)
-        sm, sm_conf = sm_labels(probs, inp.threshold)
-        clean_mask = select_clean(llm_labels, sm, sm_conf, eps, cfg.dual_verification)
+        cut = inp.threshold
+        if cfg.selection == "rank" and (y_t >= 0).any():  # label the small model at the teacher's positive rate
+            cut = rate_threshold(probs, float(np.mean(y_t[y_t >= 0] == 1)))
+        sm, sm_conf = sm_labels(probs, cut, cfg.selection)
+        clean_mask = select_clean(y_t, sm, sm_conf, eps, cfg.dual_verification)
         clean = pool[clean_mask]
-        rows, labels = _training_set(tuned, clean, llm_labels[clean_mask], cfg.replay)
-        loss = _finetune_two_class(inp, rows, labels, cfg, seed + r, f"round {r}")
-        store.add(_records(clean, llm_labels[clean_mask], sm_conf[clean_mask], inp, rcfg.max_content_events), vecs[clean])
-        for i, y in zip(clean, llm_labels[clean_mask]):
-            res.pseudo_labels[inp.seq_ids[i]] = int(y)
-        entry = RoundLog(r, eps, len(pool), len(clean), len(pool) - len(clean), int((llm_labels < 0).sum()),
-                         int((llm_labels == 1).sum()), store.count(), loss,
-                         clean_anomalous=int((llm_labels[clean_mask] == 1).sum()),
-                         finetuned_on=0 if np.isnan(loss) else len(rows))
+        targets = p_t[clean_mask] if cfg.soft_labels else y_t[clean_mask]
+        rows, values = _training_set(tuned, clean, targets, cfg.replay)
+        loss = _finetune_two_class(inp, rows, values, cfg, seed + r, f"round {r}")
+        store.add(_records(clean, y_t[clean_mask], sm_conf[clean_mask], inp, rcfg.max_content_events), vecs[clean])
+        for i, y, t in zip(clean, y_t[clean_mask], targets):
+            res.pseudo_labels[inp.seq_ids[i]] = (int(y), float(t), r)
+        entry = RoundLog(r, eps, len(pool), len(clean), len(pool) - len(clean), int((y_t < 0).sum()),
+                         int((y_t == 1).sum()), store.count(), loss,
+                         clean_anomalous=int((y_t[clean_mask] == 1).sum()),
+                         finetuned_on=0 if np.isnan(loss) else len(rows), sm_threshold=float(cut))
         res.rounds.append(entry)
-        log.info("round %d: epsilon=%.2f pool=%d clean=%d noisy=%d kb=%d", r, eps, entry.pool, entry.clean,
-                 entry.noisy, entry.kb_size)
+        log.info("round %d: epsilon=%.2f pool=%d clean=%d (%d anomalous) noisy=%d kb=%d", r, eps, entry.pool,
+                 entry.clean, entry.clean_anomalous, entry.noisy, entry.kb_size)
         pool = pool[~clean_mask]
     res.leftovers = len(pool)
     if len(pool) and cfg.leftovers == "llm":
-        answered = pool[last_llm[pool] >= 0]
+        answered = pool[last[pool] >= 0]
         res.leftover_unparsed = len(pool) - len(answered)
-        rows, labels = _training_set(tuned, answered, last_llm[answered], cfg.replay)
-        _finetune_two_class(inp, rows, labels, cfg, seed + cfg.rounds, "leftovers")
-        for i in answered:
-            res.pseudo_labels[inp.seq_ids[i]] = int(last_llm[i])
+        targets = last_score[answered] if cfg.soft_labels else last[answered]
+        rows, values = _training_set(tuned, answered, targets, cfg.replay)
+        _finetune_two_class(inp, rows, values, cfg, seed + cfg.rounds, "leftovers")
+        for i, t in zip(answered, targets):
+            res.pseudo_labels[inp.seq_ids[i]] = (int(last[i]), float(t), -1)
+    answered = last >= 0
+    res.teacher_rate = float(np.mean(last[answered] == 1)) if answered.any() else float("nan")
     res.kb_final = store.count()
     return res
+
+
+def fused_threshold(model: SmallModel, sequences: list[np.ndarray], tuned_ids: set[str], seq_ids: list[str],
+                    teacher_rate: float, source_threshold: float, rule: str, batch_size: int, max_len: int) -> dict:
+    """The fused model's decision threshold, chosen without target labels and out of sample.
+
+    ``rate`` (ours): the fused model's scores on the target sequences it was never fine-tuned on (the
+    held-out share of the pool and, in the paper's scope, the general sequences), cut so that the
+    share flagged equals the teacher's positive rate. The scale of the fused scores moves with
+    fine-tuning, so the source-val threshold (``source``) no longer means what it did; the rate the
+    teacher sees on the target is the one label-free estimate of how many anomalies there are.
+    """
+    keep = {"value": source_threshold, "chosen_on": "source-val"}
+    if rule == "source" or not np.isfinite(teacher_rate):
+        return keep
+    rows = [i for i, s in enumerate(seq_ids) if s not in tuned_ids]
+    if not rows:
+        log.warning("every target sequence was fine-tuned on: keeping the source-val threshold")
+        return keep
+    probs, _ = predict_proba(model, [sequences[i] for i in rows], batch_size, max_len)
+    return {"value": rate_threshold(probs, teacher_rate), "rate": teacher_rate,
+            "chosen_on": f"{len(rows)} target sequences never fine-tuned on, cut at the teacher's positive rate "
+                         f"{teacher_rate:.4f}"}

@@ -9,23 +9,22 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fusionlog.artifact import KNOWLEDGE_BASE, ROUTING, Artifact, load_artifact, save_artifact
+from fusionlog.artifact import KNOWLEDGE_BASE, PSEUDO_LABELS, ROUTING, Artifact, load_artifact, save_artifact
 from fusionlog.config import FusionLogConfig, FusionLogError, TeacherConfig, to_dict
 from fusionlog.dataset import PreparedSystem, TrainData, build_train_data, load_prepared
-from fusionlog.distill import DistillInputs, distill
-from fusionlog.metrics import best_f1_threshold, precision_recall_f1
+from fusionlog.distill import DistillInputs, distill, fused_threshold
 from fusionlog.parsing import DRAIN_STATE
 from fusionlog.prepare import prepare
 from fusionlog.ray_runtime import ensure_ray
 from fusionlog.retrieval import make_store, write_knowledge_base
 from fusionlog.routing import RoutingResult, route
-from fusionlog.teachers import LabelRequest, Teacher, make_teacher
+from fusionlog.teachers import Example, LabelRequest, Teacher, make_teacher
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +51,14 @@ def write_routing(out: Path, target: PreparedSystem, routing: RoutingResult) -> 
 
 
 def calibrate_teacher(teacher: Teacher, cfg: TeacherConfig, templates: list[str], data: TrainData, system: str,
-                      seed: int) -> dict:
-    """Set the teacher's threshold on labelled SOURCE-val sequences (never target labels).
+                      seed: int, examples: Optional[Callable[[int], list[Example]]] = None) -> dict:
+    """Let the teacher learn from labelled SOURCE-val sequences (never target labels): a graded teacher's
+    threshold, a committee vote's member reliabilities (``Teacher.calibrate``).
 
-    ``templates`` is the text of each row of ``data``'s event table; ``system`` names the source(s).
+    ``templates`` is the text of each row of ``data``'s event table. ``system`` is the name the prompts
+    will carry in distillation (the target's), and ``examples(i)`` the few-shot examples for source-val
+    sequence ``i``, retrieved as distillation retrieves them: an LLM is calibrated on the prompt it is
+    used with, not on a bare one.
     """
     if not cfg.calibrate or not teacher.calibratable or not len(data.source_val):
         return {"calibrated": False, "threshold": teacher.threshold}
@@ -70,13 +73,38 @@ def calibrate_teacher(teacher: Teacher, cfg: TeacherConfig, templates: list[str]
         rows = np.concatenate([rng.choice(pos, n_pos, replace=False),
                                rng.choice(neg, min(len(neg), n - n_pos), replace=False)])
     teacher.fit([[templates[e] for e in seq] for seq in [*data.source_train, *data.source_val]])
-    _, p = teacher.label([LabelRequest(f"cal-{i}", system, [templates[e] for e in data.source_val[i]], [])
-                          for i in rows])
-    ok = np.isfinite(p)
-    teacher.threshold = best_f1_threshold(labels[rows][ok], p[ok])
-    own = precision_recall_f1(labels[rows][ok], (p[ok] >= teacher.threshold).astype(np.int64))
-    return {"calibrated": True, "samples": int(ok.sum()), "threshold": teacher.threshold,
-            "source_precision": own["precision"], "source_recall": own["recall"]}
+    requests = [LabelRequest(f"cal-{i}", system, [templates[e] for e in data.source_val[i]],
+                             examples(i) if examples else []) for i in rows]
+    return teacher.calibrate(requests, labels[rows])
+
+
+def source_examples(art: Artifact, data: TrainData, top_k: int, max_events: int) -> Callable[[int], list[Example]]:
+    """Few-shot examples for source-val sequences: their nearest source-train sequences labelled by the small
+    model, shown as distillation shows the target's knowledge base (label + within-class rank confidence)."""
+    from fusionlog.distill import sm_labels
+    from fusionlog.retrieval import MemoryStore, Record, sequence_content, sequence_vectors
+
+    probs, _ = art.score(data.source_train)
+    labels, conf = sm_labels(probs, art.threshold)
+    store = MemoryStore()
+    store.add([Record(f"src-{i}", sequence_content([art.table.templates[e] for e in seq], max_events), int(y), float(c))
+               for i, (seq, y, c) in enumerate(zip(data.source_train, labels, conf))],
+              sequence_vectors(data.source_train, art.table.vectors))
+    queries = sequence_vectors(data.source_val, art.table.vectors)
+
+    def examples(i: int) -> list[Example]:
+        return [Example(r.content.split("\n"), r.label, r.confidence) for r in store.search(queries[i:i + 1], top_k)[0]]
+
+    return examples
+
+
+def write_pseudo_labels(path: Path, pseudo: dict[str, tuple[int, float, int]]) -> None:
+    """What the fused model was fine-tuned on: seq_id, label, target (the soft label when used), round
+    (-1: leftovers). The evaluator reads it to report each round's precision (evaluation only)."""
+    ids = list(pseudo)
+    pq.write_table(pa.table({"seq_id": ids, "label": pa.array([pseudo[i][0] for i in ids], pa.int8()),
+                             "target": pa.array([pseudo[i][1] for i in ids], pa.float64()),
+                             "round": pa.array([pseudo[i][2] for i in ids], pa.int16())}), path)
 
 
 def export_parsing_state(prepared_dir: str | Path, target: str, artifact_dir: Path) -> None:
@@ -86,26 +114,6 @@ def export_parsing_state(prepared_dir: str | Path, target: str, artifact_dir: Pa
         shutil.copy(state, Path(artifact_dir) / DRAIN_STATE)
     else:
         log.warning("%s not found (pre-parsed sessions?): the artifact will score template sequences only", state)
-
-
-def fused_threshold(art: Artifact, sequences: list[np.ndarray], seq_ids: list[str], pseudo_labels: dict,
-                    rule: str, batch_size: int) -> dict:
-    """The fused model's decision threshold (``distill.threshold``).
-
-    The small model's threshold was chosen on source-val before distillation; fine-tuning on the
-    target's pseudo-labels moves its scores, so by default (``pseudo``) the threshold is chosen again,
-    as the best F1 against those pseudo-labels. No target label is read.
-    """
-    keep = {"value": art.threshold, "chosen_on": "source-val"}
-    if rule == "source" or not pseudo_labels:
-        return keep
-    rows = [i for i, s in enumerate(seq_ids) if s in pseudo_labels]
-    y = np.array([pseudo_labels[seq_ids[i]] for i in rows], dtype=np.int64)
-    if y.min() == y.max():
-        log.info("pseudo-labels hold one class only: keeping the source-val threshold")
-        return keep
-    probs, _ = art.score([sequences[i] for i in rows], batch_size)
-    return {"value": best_f1_threshold(y, probs), "chosen_on": f"{len(rows)} pseudo-labelled target sequences"}
 
 
 def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: Optional[str | Path] = None) -> dict:
@@ -143,15 +151,20 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: Optiona
         teacher = make_teacher(cfg.teacher, cfg.llm, cfg.embedding.minilm_path)
         store = make_store(cfg.retrieval, art.table.vectors.shape[1], str(out))
         try:
+            examples = (source_examples(art, data, cfg.retrieval.top_k, cfg.retrieval.max_content_events)
+                        if teacher.uses_examples and cfg.distill.use_rag else None)
             summary["teacher"] = {"kind": cfg.teacher.kind, **calibrate_teacher(
-                teacher, cfg.teacher, art.table.templates, data, "+".join(cfg.data.sources), cfg.run.seed)}
+                teacher, cfg.teacher, art.table.templates, data, target.name, cfg.run.seed, examples)}
             inputs = DistillInputs(art.model, art.threshold, art.table.vectors, art.table.templates, sequences,
                                    target.seq_ids, routing.general, target.name, cfg.model.max_len)
             result = distill(inputs, teacher, store, cfg.distill, cfg.retrieval, seed=cfg.run.seed)
             summary["distill"] = result.to_dict()
-            summary["threshold"] = fused_threshold(art, sequences, target.seq_ids, result.pseudo_labels,
-                                                   cfg.distill.threshold, cfg.train.eval_batch_size)
+            summary["threshold"] = fused_threshold(
+                art.model, sequences, set(result.pseudo_labels), target.seq_ids, result.teacher_rate, art.threshold,
+                cfg.distill.threshold, cfg.train.eval_batch_size, cfg.model.max_len)
             summary["teacher"]["stats"] = dict(teacher.stats)
+            summary["teacher"]["report"] = getattr(teacher, "report", {})
+            write_pseudo_labels(fused / PSEUDO_LABELS, result.pseudo_labels)
             write_knowledge_base(fused / KNOWLEDGE_BASE, store)
         finally:
             store.close()

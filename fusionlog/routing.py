@@ -1,7 +1,9 @@
 """Training-free semantic routing (FusionLog §III-B, Algorithm 1 lines 3-6): pure numpy.
 
 sim_i = max_j cos(v_i, u_j) over the source events u_j; s_k = min over the events of sequence k.
-A sequence is *general* if s_k >= tau (tau = mean of all s_k by default), else *proprietary*.
+A sequence is *general* if s_k >= tau (tau = mean of all s_k by default), else *proprietary*; "reaches"
+is compared with a tolerance (``TIE_TOLERANCE``): when every s_k is equal, their mean differs from
+them by float rounding only, and the paper's rule must send them all the same way (general).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import numpy as np
 from fusionlog.config import RoutingConfig
 from fusionlog.embedding import unit_rows
 
+TIE_TOLERANCE = 1e-9  # ours: s_k within this of tau counts as reaching it; tau = mean of equal s_k must not split them by float rounding
 TIEBREAK_SPAN = 1e-3  # ours: the tie-breaker moves a score by at most this, so s_k stays a similarity
 
 
@@ -83,4 +86,4 @@ def route(target_sequences: Sequence[np.ndarray], target_vectors: np.ndarray, so
     sim = event_similarity(target_vectors, source_vectors)
     scores = tie_broken_scores(target_sequences, sim) if cfg.rule == "tiebreak" else sequence_scores(target_sequences, sim)
     tau = threshold(scores, cfg)
-    return RoutingResult(scores, tau, scores >= tau, bottleneck_events(target_sequences, sim))
+    return RoutingResult(scores, tau, scores >= tau - TIE_TOLERANCE, bottleneck_events(target_sequences, sim))

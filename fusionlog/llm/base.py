@@ -32,6 +32,8 @@ class LabelResult:
 class LLMTeacher(Teacher):
     """An LLM as a teacher: ``answer`` asks it; ``score`` is p(anomalous) of the answers."""
 
+    uses_examples = True
+
     def __init__(self, cfg: LLMConfig, threshold: float = 0.5):
         super().__init__(threshold)
         self.cfg = cfg

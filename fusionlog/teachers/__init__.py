@@ -4,7 +4,8 @@
 - ``semantic``: all-MiniLM-L6-v2 against generic failure/health descriptions (semantic.py);
 - ``pca``, ``invariants``, ``isolation_forest``: classic detectors over the labelled system's own
   event counts (fusionlog/detectors/), each with its own decision rule (detector.py);
-- ``committee``: the mean p(anomalous) of ``teacher.members`` (committee.py);
+- ``committee``: ``teacher.members`` combined by a Dawid-Skene vote of their own decisions, or the
+  mean of their p(anomalous) (committee.py);
 - ``llm``: an LLM back-end chosen by ``llm.backend`` (fusionlog/llm/).
 
 Every teacher has the interface of fusionlog/teachers/base.py: fit, score, decide.
@@ -41,7 +42,8 @@ def make_teacher(cfg: TeacherConfig, llm: LLMConfig, minilm_path: str = "") -> T
 
         from fusionlog.teachers.committee import Committee
 
-        return Committee([make_teacher(replace(cfg, kind=m), llm, minilm_path) for m in cfg.members], cfg.threshold)
+        members = [make_teacher(replace(cfg, kind=m, threshold=0.5), llm, minilm_path) for m in cfg.members]
+        return Committee(members, cfg.members, cfg.combine, cfg.threshold)
     if kind == "llm":
         from fusionlog.llm import make_llm
 

@@ -42,6 +42,7 @@ class Teacher(ABC):
 
     deterministic = True  # the same request always gets the same score, so callers may reuse answers
     calibratable = True  # the scores are graded, so a threshold set on source labels means something
+    uses_examples = False  # reads the retrieved few-shot examples of a request (LLMs do)
 
     def __init__(self, threshold: float = 0.5):
         self.threshold = float(threshold)
@@ -69,6 +70,23 @@ class Teacher(ABC):
         self.stats["labelled"] += int((labels >= 0).sum())
         self.stats["unanswered"] += int((labels < 0).sum())
         return labels, scores
+
+    def calibrate(self, requests: Sequence[LabelRequest], labels: np.ndarray) -> dict:
+        """Learn from labelled SOURCE sequences (never target labels): by default the best-F1 threshold.
+
+        A teacher whose scores are not graded (``calibratable`` false) keeps its own rule.
+        """
+        from fusionlog.metrics import best_f1_threshold, precision_recall_f1
+
+        if not self.calibratable:
+            return {"calibrated": False, "threshold": self.threshold}
+        _, p = self.label(requests)
+        ok = np.isfinite(p)
+        labels = np.asarray(labels)[ok]
+        self.threshold = best_f1_threshold(labels, p[ok])
+        own = precision_recall_f1(labels, (p[ok] >= self.threshold).astype(np.int64))
+        return {"calibrated": True, "samples": int(ok.sum()), "threshold": self.threshold,
+                "source_precision": own["precision"], "source_recall": own["recall"]}
 
     def close(self) -> None:
         """Release a model or connections; most teachers hold none."""

@@ -163,3 +163,21 @@ def test_vllm_backend_labels(ray_local):
     backend = make_llm(cfg)
     results = backend.answer(_requests(EXAMPLES))
     _well_formed(results, 2, "generate")
+
+
+@pytest.mark.slow
+def test_fusionlog_with_an_llm_over_http(llama_server, ray_local, tmp_path):
+    """The GPU path is configuration: teacher.kind=llm with llm.backend=http (vllm serve speaks the same API);
+    here llama_cpp.server stands in for it. Prompts carry retrieved examples and the target's name."""
+    from fusionlog.config import load_config
+    from fusionlog.pipeline import train
+
+    from tests.conftest import ROOT
+
+    cfg = load_config(ROOT / "configs" / "demo.yaml", [
+        f"run.output_dir={tmp_path}", f"data.output_dir={tmp_path}/prepared", "parsing.parallel=false",
+        "run.progress=false", "train.epochs=2", "model.hidden=16", "teacher.kind=llm", "llm.backend=http",
+        "llm.mode=generate", f"llm.base_url={llama_server}", "llm.constraint=grammar", "llm.max_templates=8",
+        "distill.max_pool=6", "distill.rounds=1", "retrieval.backend=memory"])
+    summary = train(cfg)
+    assert summary["teacher"]["stats"]["requests"] >= 6 and summary["distill"]["pool_initial"] > 0

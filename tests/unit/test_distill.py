@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from fusionlog.config import DistillConfig, ModelConfig, RetrievalConfig
@@ -16,10 +17,29 @@ def test_epsilon_schedule_paper_and_static():
     assert epsilon_schedule(DistillConfig(epsilon0=0.1, epsilon_step=0.1, rounds=3)) == [0.1, 0.0, 0.0]
 
 
-def test_sm_confidence_is_probability_of_its_own_label():
-    labels, conf = sm_labels(np.array([0.95, 0.2, 0.5]), 0.5)
+def test_sm_confidence_is_probability_of_its_own_label_in_the_paper():
+    labels, conf = sm_labels(np.array([0.95, 0.2, 0.5]), 0.5, "probability")
     assert labels.tolist() == [1, 0, 1]
     np.testing.assert_allclose(conf, [0.95, 0.8, 0.5])
+
+
+def test_rank_confidence_is_the_share_of_its_class_it_beats():
+    """With a threshold far from 0.5 (0.02 here), p never reaches 0.9 for the anomalous ones; ranks do."""
+    probs = np.array([0.030, 0.021, 0.025, 0.001, 0.010, 0.002])
+    labels, conf = sm_labels(probs, 0.02, "rank")
+    assert labels.tolist() == [1, 1, 1, 0, 0, 0]
+    np.testing.assert_allclose(conf, [1.0, 1 / 3, 2 / 3, 1.0, 1 / 3, 2 / 3])
+    assert select_clean(labels, labels, conf, 0.6).tolist() == [True, False, True, True, False, True]  # both classes
+
+
+def test_rate_threshold_flags_that_share():
+    from fusionlog.distill import rate_threshold
+
+    s = np.array([0.9, 0.1, 0.5, 0.7, 0.3])
+    assert rate_threshold(s, 0.4) == pytest.approx(0.6)  # flags 0.9 and 0.7
+    assert (s >= rate_threshold(s, 0.4)).sum() == 2
+    assert (s >= rate_threshold(s, 0.0)).sum() == 0 and (s >= rate_threshold(s, 1.0)).sum() == 5
+    assert rate_threshold(np.array([0.5, 0.5, 0.2]), 0.34) == 0.5  # ties are flagged together
 
 
 def test_clean_needs_agreement_confidence_and_an_answer():
@@ -44,14 +64,16 @@ def _inputs(seed=0):
 
 def test_loop_pools_shrink_kb_grows_and_leftovers_take_the_teacher_label():
     system, inp = _inputs()
-    cfg = DistillConfig(epsilon0=0.5, epsilon_step=0.05, rounds=3, finetune_epochs=1, finetune_min_steps=1, dual_verification=False)
+    cfg = DistillConfig(epsilon0=0.5, epsilon_step=0.05, rounds=3, finetune_epochs=1, finetune_min_steps=1,
+                        dual_verification=False, holdout=0.0)
     store = MemoryStore()
     res = distill(inp, KeywordTeacher(), store, cfg, RetrievalConfig(backend="memory"), seed=0)
     assert res.kb_initial == 30 and res.pool_initial == 30
     assert res.rounds[0].clean == 30 and res.rounds[0].noisy == 0 and len(res.rounds) == 1  # then the pool is empty
     assert res.kb_final == 60 == store.count()
     pool = np.flatnonzero(~inp.general)
-    assert res.pseudo_labels == {system.seq_ids[i]: int(system.labels[i]) for i in pool}  # the keyword rule is right here
+    assert {k: v[0] for k, v in res.pseudo_labels.items()} == {system.seq_ids[i]: int(system.labels[i]) for i in pool}
+    assert res.teacher_rate == pytest.approx(system.labels[pool].mean())  # the keyword rule is right here
 
 
 def test_loop_with_dual_verification_is_deterministic():
@@ -73,7 +95,7 @@ def test_max_pool_caps_and_reports():
     system, inp = _inputs()
     res = distill(inp, KeywordTeacher(), MemoryStore(), DistillConfig(rounds=1, max_pool=10, finetune_epochs=1),
                   RetrievalConfig(backend="memory"))
-    assert res.pool_initial == 30 and res.pool_capped == 20 and res.rounds[0].pool == 10
+    assert res.pool_initial == 30 and res.pool_capped == 20 and res.held_out == 2 and res.rounds[0].pool == 8
 
 
 class _CountingTeacher(KeywordTeacher):
@@ -88,7 +110,7 @@ class _CountingTeacher(KeywordTeacher):
 
 
 def test_deterministic_teacher_answers_are_reused_across_rounds():
-    cfg = DistillConfig(rounds=3, epsilon0=0.99, epsilon_step=0.0, finetune_epochs=1, finetune_min_steps=1)
+    cfg = DistillConfig(rounds=3, epsilon0=0.99, epsilon_step=0.0, finetune_epochs=1, finetune_min_steps=1, holdout=0.0)
     for det, expected in ((True, 30), (False, 90)):
         _, inp = _inputs()
         teacher = _CountingTeacher(det)
@@ -153,7 +175,7 @@ def test_one_class_clean_sets_do_not_fine_tune_and_replay_keeps_earlier_rounds(m
     seen = []
     monkeypatch.setattr(d, "finetune", lambda model, seqs, labels, *a: seen.append(np.asarray(labels).copy()) or 0.0)
     _, inp = _inputs()
-    cfg = DistillConfig(rounds=2, dual_verification=False, finetune_epochs=1)
+    cfg = DistillConfig(rounds=2, dual_verification=False, finetune_epochs=1, holdout=0.0)
     res = distill(inp, _HalfNormalThenKeyword(), MemoryStore(), cfg, RetrievalConfig(backend="memory"))
     assert res.rounds[0].clean == 15 and np.isnan(res.rounds[0].finetune_loss)  # all "normal": no fine-tuning
     assert res.rounds[1].clean > 0 and len(seen) >= 1

@@ -40,3 +40,13 @@ def test_paper_rule_collapses_on_ties_and_tiebreak_splits():
     assert tb.argmax() == 0 and tb.argmin() == 1  # means 0.7, 0.55, 0.667
     distinct = [np.array([0]), np.array([1])]
     assert tie_broken_scores(distinct, sim).argsort().tolist() == [0, 1]  # the paper's order is kept
+
+
+def test_equal_scores_are_all_general_whatever_the_float_rounding():
+    from fusionlog.config import RoutingConfig
+    from fusionlog.routing import route
+
+    vectors = np.array([[0.1, 0.7], [0.3, 0.2]])
+    seqs = [np.array([0, 1])] * 7  # every sequence the same: every s_k equal, tau their (rounded) mean
+    r = route(seqs, vectors, np.array([[0.37, 0.11]]), RoutingConfig())
+    assert r.general.all()

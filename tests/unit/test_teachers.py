@@ -42,7 +42,8 @@ def test_decide_is_the_threshold_and_nan_is_no_answer():
 
 
 def test_committee_means_finite_members_and_thresholds():
-    com = Committee([_Fixed([0.2, math.nan, math.nan]), _Fixed([0.6, 0.9, math.nan])], threshold=0.5)
+    com = Committee([_Fixed([0.2, math.nan, math.nan]), _Fixed([0.6, 0.9, math.nan])], ["a", "b"], "mean",
+                    threshold=0.5)
     labels, scores = com.label([_req("a", []), _req("b", []), _req("c", [])])
     assert scores[:2].tolist() == [pytest.approx(0.4), pytest.approx(0.9)] and math.isnan(scores[2])
     assert labels.tolist() == [0, 1, -1] and com.stats["unanswered"] == 1
@@ -124,3 +125,34 @@ def test_count_detectors_as_teachers_decide_by_their_own_rule(kind):
 
     assert labels.tolist() == t.detector.decide(count_matrix(pop, t.vocab)[0]).tolist()  # p >= 0.5: its own rule
     assert labels[-1] == 1 and p[-1] > np.median(p[:-2])  # the repeated step
+
+
+def test_dawid_skene_recovers_reliabilities_and_the_rate_without_labels():
+    from fusionlog.teachers.committee import dawid_skene
+
+    rng = np.random.default_rng(0)
+    y = rng.random(4000) < 0.3  # the rate to recover
+    sens, spec = np.array([0.9, 0.7, 0.8]), np.array([0.95, 0.9, 0.6])
+    d = np.column_stack([np.where(y, rng.random(4000) < a, rng.random(4000) > b) for a, b in zip(sens, spec)])
+    d = d.astype(float)
+    d[::7, 1] = np.nan  # a member that sometimes gives no answer
+    post, a, b, prior = dawid_skene(d)
+    assert prior == pytest.approx(0.3, abs=0.03)
+    np.testing.assert_allclose(a, sens, atol=0.05)
+    np.testing.assert_allclose(b, spec, atol=0.05)
+    assert ((post >= 0.5) == y).mean() > 0.9
+    flipped = dawid_skene(1.0 - d)  # members that flag the other class: mirror image, not a new anomaly class
+    assert flipped[3] == pytest.approx(0.7, abs=0.03)
+
+
+def test_committee_vote_starts_from_source_reliabilities_and_estimates_the_target_rate():
+    t = _teacher("committee", members=["keyword", "pca", "invariants"], combine="vote")
+    pop = _population()
+    reqs = [_req(str(i), s) for i, s in enumerate(pop)]
+    t.fit(pop)
+    info = t.calibrate(reqs, np.r_[np.zeros(len(pop) - 2), [1, 1]].astype(int))
+    assert set(info["source_members"]) == {"keyword", "pca", "invariants"} and t.threshold == 0.5
+    t.fit(pop)  # EM on the population, from the source reliabilities
+    labels, p = t.label(reqs)
+    assert 0 <= t.report["anomaly_rate"] <= 1 and set(t.report["members"]) == {"keyword", "pca", "invariants"}
+    assert p[-1] >= 0.5 and labels[:-2].mean() < 0.2
