@@ -12,9 +12,11 @@ import hashlib
 import json
 import logging
 import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import ray
 import ray.train
@@ -23,7 +25,7 @@ import torch
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from fusionlog import meta
+from fusionlog import meta, progress
 from fusionlog.artifact import save_artifact
 from fusionlog.config import FusionLogConfig, to_dict
 from fusionlog.dataset import TrainData
@@ -102,6 +104,47 @@ def train_loop_per_worker(config: dict) -> None:
                     world_size=world)
 
 
+class EpochRelay(ray.train.UserCallback):
+    """Each epoch's rank-0 metrics from Ray Train's controller (an actor) to the driver, for its progress line."""
+
+    def __init__(self, queue):
+        self.queue = queue
+
+    def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
+        self.queue.put(metrics[0])
+
+
+@contextmanager
+def epoch_progress(bar: progress.Stage) -> Iterator[list]:
+    """The callbacks that advance ``bar`` once per epoch; none (and no queue actor) when nobody draws progress."""
+    if not progress.displayed():
+        yield []
+        return
+    from ray.util.queue import Empty, Queue
+
+    queue = Queue(actor_options={"num_cpus": 0})
+    stop = threading.Event()
+
+    def drain() -> None:
+        while True:
+            try:
+                m = queue.get(timeout=0.5)
+            except Empty:
+                if stop.is_set():
+                    return
+                continue
+            bar.update(done=int(m["epoch"]) + 1, note=f"val F1 {m.get('val_f1', float('nan')):.3f}")
+
+    thread = threading.Thread(target=drain, name="epoch-progress", daemon=True)
+    thread.start()
+    try:
+        yield [EpochRelay(queue)]
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        queue.shutdown()
+
+
 def fit_small(cfg: FusionLogConfig, data: TrainData, name: Optional[str] = None,
               artifact_dir: Optional[str | Path] = None, callbacks: Optional[list] = None) -> FitResult:
     """Train on Ray Train and write the model artifact (see fusionlog/artifact.py).
@@ -113,20 +156,22 @@ def fit_small(cfg: FusionLogConfig, data: TrainData, name: Optional[str] = None,
     name = name or run_name(cfg, data)
     storage = Path(cfg.train.storage_path or Path(cfg.run.output_dir) / "ray_train").resolve()
     check_run_dir(storage / name, expected)
-    log.info("run %s in %s: %d workers, gpu=%s, config %s", name, storage, cfg.ray.num_workers, cfg.ray.use_gpu,
-             json.dumps(to_dict(cfg), default=str))
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"cfg": cfg, "data": ray.put(data), "run_hash": expected},
-        scaling_config=ScalingConfig(num_workers=cfg.ray.num_workers, use_gpu=cfg.ray.use_gpu),
-        run_config=RunConfig(name=name, storage_path=str(storage), callbacks=callbacks,
-                             checkpoint_config=CheckpointConfig(num_to_keep=2),
-                             failure_config=FailureConfig(max_failures=cfg.train.max_failures)),
-    )
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise RuntimeError(f"run {name} finished without a checkpoint (train.epochs={cfg.train.epochs})")
-    state = _read_state(result.checkpoint, expected)
+    log.info("run %s in %s: %d workers, gpu=%s", name, storage, cfg.ray.num_workers, cfg.ray.use_gpu)
+    with progress.stage("train", cfg.train.epochs, "epochs") as bar, epoch_progress(bar) as relay:
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={"cfg": cfg, "data": ray.put(data), "run_hash": expected},
+            scaling_config=ScalingConfig(num_workers=cfg.ray.num_workers, use_gpu=cfg.ray.use_gpu),
+            run_config=RunConfig(name=name, storage_path=str(storage), callbacks=[*(callbacks or []), *relay],
+                                 checkpoint_config=CheckpointConfig(num_to_keep=2),
+                                 failure_config=FailureConfig(max_failures=cfg.train.max_failures)),
+        )
+        result = trainer.fit()
+        if result.checkpoint is None:
+            raise RuntimeError(f"run {name} finished without a checkpoint (train.epochs={cfg.train.epochs})")
+        state = _read_state(result.checkpoint, expected)
+        bar.update(done=len(state["history"]), note=f"best epoch {state['best']['epoch']}, val F1 "
+                                                     f"{state['best']['metrics']['val_f1']:.3f}")
     best = state["best"]
     out = Path(artifact_dir or Path(cfg.run.output_dir) / "models" / name)
     summary = {"run_name": name, "run_hash": expected, "threshold": best["metrics"]["threshold"],
