@@ -144,7 +144,7 @@ def _axes(title: str, xlabel: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 2.8))
+    fig, ax = plt.subplots(figsize=(5.0, 2.6))
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("sequences")
@@ -205,7 +205,8 @@ h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.15em;border-bottom:1px soli
 table{border-collapse:collapse;margin:.5em 0}td,th{padding:.2em .6em;border-bottom:1px solid #eee;text-align:left;
 vertical-align:top}th{background:#f6f6f6}.num{text-align:right;font-variant-numeric:tabular-nums}
 code{font-size:12px;background:#f4f4f4;padding:0 .2em}.muted{color:#777}.warn{color:#a33}img{max-width:100%}
-ul.events{margin:0;padding-left:1.1em;font-size:12px}
+ul.events{margin:0;padding-left:1.1em;font-size:12px}.row{display:flex;gap:1.5em;align-items:center;flex-wrap:wrap}
+.row>img{flex:0 0 auto}.row>div{flex:1 1 300px}
 """
 
 # Fails loudly (a console error) if an inline image does not decode: the browser test checks for it.
@@ -220,6 +221,10 @@ window.addEventListener('load', () => {
 
 def _e(value) -> str:
     return html.escape(str(value))
+
+
+def _clip(text: str, n: int = 70) -> str:
+    return text if len(text) <= n else text[:n - 1] + "…"
 
 
 def _table(head: Optional[list[str]], rows: list[list], numeric: set[int] = frozenset()) -> str:
@@ -253,7 +258,10 @@ def run_section(view: RunView) -> str:
 
 def scores_section(view: RunView) -> str:
     ev = view.evaluation
-    body = _img(scores_plot(view.scores, view.threshold, ev["histograms"] if ev else None), "target scores")
+    plot = _img(scores_plot(view.scores, view.threshold, ev["histograms"] if ev else None), "target scores")
+    n = int((view.scores >= view.threshold).sum())
+    body = (f"<p>{n} of {len(view.scores)} target sequences at or above the threshold {view.threshold:.3f} "
+            f"(chosen on {_e(view.threshold_chosen_on)}).</p>")
     if ev is None:
         body += ("<p class=muted>Scores without classes: the target's labels are read only by the evaluator "
                  "(<code>fusionlog report RUN_DIR --labels</code>).</p>")
@@ -264,15 +272,15 @@ def scores_section(view: RunView) -> str:
         body += (f"<p>Against the target's labels ({ev['rows'][0]['evaluated']} sequences, "
                  f"{ev['rows'][0]['anomalous']} anomalous), beside the label-free baselines:</p>"
                  + _table(["method", "P", "R", "F1", "AUROC", "threshold"], rows, {1, 2, 3, 4, 5}))
-    return _section("scores", "Scores on the target", body)
+    return _section("scores", "Scores on the target", f"<div class=row>{plot}<div>{body}</div></div>")
 
 
 def routing_section(view: RunView) -> str:
     r = view.summary["routing"]
-    body = _img(routing_plot(view.s_k, float(r["tau"])), "router s_k")
-    body += (f"<p>tau = {r['tau']:.4f}: <b>{r['general']}</b> general sequences (meta-learning's target side and "
-             f"the first knowledge base), <b>{r['proprietary']}</b> proprietary ones (the teacher's pool).</p>")
-    return _section("routing", "Router", body)
+    body = (f"<p>tau = {r['tau']:.4f}: <b>{r['general']}</b> general sequences (meta-learning's target side and "
+            f"the first knowledge base), <b>{r['proprietary']}</b> proprietary ones (the teacher's pool).</p>")
+    plot = _img(routing_plot(view.s_k, float(r["tau"])), "router s_k")
+    return _section("routing", "Router", f"<div class=row>{plot}<div>{body}</div></div>")
 
 
 def distill_section(view: RunView) -> str:
@@ -286,20 +294,21 @@ def distill_section(view: RunView) -> str:
              r["kb_size"]] for r in d["rounds"]]
     table = _table(["round", "epsilon", "pool", "clean normal", "clean anomalous", "teacher: anomalous",
                     "teacher: no answer", "fine-tuned on", "loss", "knowledge base"], rows, set(range(10)))
-    after = (f"<p>Knowledge base {d['kb_initial']} → {d['kb_final']}; {d['leftovers']} leftovers took the teacher's "
-             f"label (fine-tuned on {d.get('leftover_finetuned_on', 0)}).</p>")
-    return _section("distill", "Distillation", _img(rounds_plot(d["rounds"]), "distillation rounds") + table + after)
+    after = (f"<p>Knowledge base {d['kb_initial']} → {d['kb_final']} sequences; {d['leftovers']} leftovers took "
+             f"the teacher's label (fine-tuned on {d.get('leftover_finetuned_on', 0)}).</p>")
+    plot = _img(rounds_plot(d["rounds"]), "distillation rounds")
+    return _section("distill", "Distillation", f"<div class=row>{plot}<div>{after}</div></div>{table}")
 
 
 def flagged_section(view: RunView) -> str:
     rows = []
     for k, f in enumerate(view.flagged, 1):
-        events = "".join(f"<li>{_e(t)}</li>" for t in f.events[:6]) + (
-            f"<li class=muted>… {len(f.events) - 6} more</li>" if len(f.events) > 6 else "")
+        events = "".join(f"<li>{_e(_clip(t))}</li>" for t in f.events[:4]) + (
+            f"<li class=muted>… {len(f.events) - 4} more</li>" if len(f.events) > 4 else "")
         b = f.bottleneck
         bottleneck = f"{_e(b['template'])}<br><span class=muted>similarity {b['similarity']:.3f}</span>" if b else "-"
         near = "".join(f"<li>{'anomalous' if n['label'] else 'normal'} ({n['similarity']:.3f}): "
-                       f"{_e(n['content'].splitlines()[0] if n['content'] else '')}</li>" for n in f.nearest)
+                       f"{_e(_clip(n['content'].splitlines()[0] if n['content'] else ''))}</li>" for n in f.nearest)
         rows.append([k, f"<code>{_e(f.seq_id)}</code>", f"{f.probability:.3f}"
                      + ("" if f.probability >= view.threshold else " <span class=muted>(below)</span>"),
                      f"{f.s_k:.3f} {'general' if f.general else 'proprietary'}", f"<ul class=events>{events}</ul>",

@@ -7,6 +7,7 @@ size only: its anomaly count would be one of its labels.
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Optional
 
 from fusionlog.progress import duration
@@ -147,4 +148,4 @@ def format_evaluation(rows: list[dict]) -> str:
             threshold = "-" if name == "flag everything" else f"{_num(r['threshold'])}, its own rule (no training)"
         table.append(f"  {name:<20} {_num(r['precision']):>6} {_num(r['recall']):>6} {_num(r['f1']):>6} "
                      f"{_num(r['auroc']):>6}  {threshold}")
-    return "\n".join([head, *table, verdict(model, baselines) if baselines else ""]).rstrip()
+    return "\n".join([head, *table, *textwrap.wrap(verdict(model, baselines) if baselines else "", 100)])
