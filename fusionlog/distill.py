@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from fusionlog import progress
 from fusionlog.config import DistillConfig, RetrievalConfig
 from fusionlog.meta import batch_tensors, classification_loss, predict_proba
 from fusionlog.model import SmallModel
@@ -134,6 +135,7 @@ class DistillResult:
     pool_capped: int = 0  # proprietary sequences left out of the LLM pool by distill.max_pool
     leftovers: int = 0
     leftover_unparsed: int = 0
+    leftover_finetuned_on: int = 0  # sequences the leftovers' fine-tuning used (0: skipped)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -168,6 +170,8 @@ def _ask(teacher: Teacher, requests: list[LabelRequest], asked: dict[tuple, tupl
 
     reuse = teacher.deterministic
     todo = [r for r in requests if not reuse or key(r) not in asked]
+    if len(todo) < len(requests):
+        progress.advance(len(requests) - len(todo), note=f"{len(requests) - len(todo)} answers reused")
     labels, scores = _label_with_progress(teacher, todo)
     if not reuse:
         return labels, scores
@@ -186,6 +190,7 @@ def _label_with_progress(teacher: Teacher, requests: list[LabelRequest]) -> tupl
         y, p = teacher.label(requests[start:start + chunk])
         labels.append(y)
         scores.append(p)
+        progress.advance(len(y))
         if len(requests) > chunk:
             log.info("teacher: %d/%d sequences labelled", min(start + chunk, len(requests)), len(requests))
     return np.concatenate(labels), np.concatenate(scores)
@@ -245,7 +250,8 @@ def distill(inp: DistillInputs, teacher: Teacher, store: VectorStore, cfg: Disti
         if not len(pool):
             log.info("round %d: the noisy pool is empty; stopping early", r)
             break
-        llm_labels, _ = _ask(teacher, _requests(pool, inp, store, vecs, rcfg.top_k, cfg.use_rag), asked)
+        with progress.stage(f"distill {r + 1}/{cfg.rounds}", len(pool), "seq"):
+            llm_labels, _ = _ask(teacher, _requests(pool, inp, store, vecs, rcfg.top_k, cfg.use_rag), asked)
         last_llm[pool] = llm_labels
         probs, _ = predict_proba(inp.model, [inp.sequences[i] for i in pool], cfg.finetune_batch_size, inp.max_len)
         sm, sm_conf = sm_labels(probs, inp.threshold)
@@ -269,7 +275,8 @@ def distill(inp: DistillInputs, teacher: Teacher, store: VectorStore, cfg: Disti
         answered = pool[last_llm[pool] >= 0]
         res.leftover_unparsed = len(pool) - len(answered)
         rows, labels = _training_set(tuned, answered, last_llm[answered], cfg.replay)
-        _finetune_two_class(inp, rows, labels, cfg, seed + cfg.rounds, "leftovers")
+        loss = _finetune_two_class(inp, rows, labels, cfg, seed + cfg.rounds, "leftovers")
+        res.leftover_finetuned_on = 0 if np.isnan(loss) else len(rows)
         for i in answered:
             res.pseudo_labels[inp.seq_ids[i]] = int(last_llm[i])
     res.kb_final = store.count()

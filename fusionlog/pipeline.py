@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -15,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fusionlog import progress
 from fusionlog.artifact import KNOWLEDGE_BASE, ROUTING, Artifact, load_artifact, save_artifact
 from fusionlog.config import FusionLogConfig, FusionLogError, TeacherConfig, to_dict
 from fusionlog.dataset import PreparedSystem, TrainData, build_train_data, load_prepared
@@ -38,9 +40,18 @@ def route_target(cfg: FusionLogConfig) -> tuple[list[PreparedSystem], PreparedSy
     dims = {s.name: s.dim for s in [*sources, target]}
     if len(set(dims.values())) != 1:
         raise FusionLogError(f"embedding dimensions differ between systems: {dims}; prepare them together")
-    routing = route(target.sequences, target.vectors, np.vstack([s.vectors for s in sources]), cfg.routing)
+    with progress.stage("route", len(target), "seq") as bar:
+        routing = route(target.sequences, target.vectors, np.vstack([s.vectors for s in sources]), cfg.routing)
+        bar.update(done=len(target), note=f"{int(routing.general.sum())} general, "
+                                          f"{int((~routing.general).sum())} proprietary")
     log.info("routing: %s", routing.summary())
     return sources, target, routing
+
+
+def data_sizes(sources: list[PreparedSystem], target: PreparedSystem) -> dict:
+    """Sequences per system, anomalous ones for sources only: a target's count would be one of its labels."""
+    return {"sources": {s.name: {"sequences": len(s), "anomalous": int((s.labels == 1).sum())} for s in sources},
+            "target": {"name": target.name, "sequences": len(target)}}
 
 
 def write_routing(out: Path, target: PreparedSystem, routing: RoutingResult) -> None:
@@ -70,8 +81,13 @@ def calibrate_teacher(teacher: Teacher, cfg: TeacherConfig, templates: list[str]
         rows = np.concatenate([rng.choice(pos, n_pos, replace=False),
                                rng.choice(neg, min(len(neg), n - n_pos), replace=False)])
     teacher.fit([[templates[e] for e in seq] for seq in [*data.source_train, *data.source_val]])
-    _, p = teacher.label([LabelRequest(f"cal-{i}", system, [templates[e] for e in data.source_val[i]], [])
-                          for i in rows])
+    requests = [LabelRequest(f"cal-{i}", system, [templates[e] for e in data.source_val[i]], []) for i in rows]
+    parts = [np.zeros(0)]
+    with progress.stage("calibrate", len(requests), "seq") as bar:  # in chunks: a CPU LLM takes seconds a request
+        for start in range(0, len(requests), 8):
+            parts.append(teacher.label(requests[start:start + 8])[1])
+            bar.advance(len(parts[-1]))
+    p = np.concatenate(parts)
     ok = np.isfinite(p)
     teacher.threshold = best_f1_threshold(labels[rows][ok], p[ok])
     own = precision_recall_f1(labels[rows][ok], (p[ok] >= teacher.threshold).astype(np.int64))
@@ -116,6 +132,7 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: Optiona
     """
     from fusionlog.train import fit_small, run_hash
 
+    t0 = time.monotonic()
     out = Path(cfg.run.output_dir)
     if not skip_prepare:
         prepare(cfg)
@@ -134,7 +151,11 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: Optiona
                                  f"{expected} (model, meta, train, seed or data differ): train it here instead")
         log.info("reusing the small model %s (run %s)", small_model, found)
     art = load_artifact(small_model)
-    summary = {"small_model": str(small_model), "routing": routing.summary(), "distill": None}
+    best = art.summary.get("best_metrics", {})
+    summary = {"run_dir": str(out), "data": data_sizes(sources, target), "small_model": str(small_model),
+               "small": {"best_epoch": art.summary.get("best_epoch"), "val_f1": best.get("val_f1"),
+                         "val_auroc": best.get("val_auroc"), "threshold": art.threshold},
+               "routing": routing.summary(), "distill": None}
 
     fused = out / "fused"
     fused.mkdir(parents=True, exist_ok=True)
@@ -143,12 +164,15 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: Optiona
         teacher = make_teacher(cfg.teacher, cfg.llm, cfg.embedding.minilm_path)
         store = make_store(cfg.retrieval, art.table.vectors.shape[1], str(out))
         try:
-            summary["teacher"] = {"kind": cfg.teacher.kind, **calibrate_teacher(
+            backend = {"backend": cfg.llm.backend} if cfg.teacher.kind == "llm" else {}
+            summary["teacher"] = {"kind": cfg.teacher.kind, **backend, **calibrate_teacher(
                 teacher, cfg.teacher, art.table.templates, data, "+".join(cfg.data.sources), cfg.run.seed)}
             inputs = DistillInputs(art.model, art.threshold, art.table.vectors, art.table.templates, sequences,
                                    target.seq_ids, routing.general, target.name, cfg.model.max_len)
             result = distill(inputs, teacher, store, cfg.distill, cfg.retrieval, seed=cfg.run.seed)
             summary["distill"] = result.to_dict()
+            labels = list(result.pseudo_labels.values())
+            summary["pseudo_labels"] = {"normal": labels.count(0), "anomalous": labels.count(1)}
             summary["threshold"] = fused_threshold(art, sequences, target.seq_ids, result.pseudo_labels,
                                                    cfg.distill.threshold, cfg.train.eval_batch_size)
             summary["teacher"]["stats"] = dict(teacher.stats)
@@ -158,14 +182,23 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: Optiona
             teacher.close()
     elif cfg.distill.enabled:
         log.info("no proprietary target sequences: nothing to distill")
+        summary["distill_skipped"] = "the router left no proprietary target sequences"
+    else:
+        summary["distill_skipped"] = "distill.enabled=false"
 
     source_events = {e for s in sources for e in s.event_ids}
-    threshold = summary.get("threshold") or {"value": art.threshold, "chosen_on": "source-val"}
-    save_artifact(fused, art.model.state_dict(), to_dict(cfg), art.table,
-                  {**art.summary, "threshold": threshold["value"], "threshold_chosen_on": threshold["chosen_on"],
-                   "fusion": summary, "method": "fusionlog"}, source_events)
-    write_routing(fused, target, routing)
-    export_parsing_state(cfg.data.output_dir, cfg.data.target, fused)
+    threshold = summary["threshold"] = summary.get("threshold") or {"value": art.threshold, "chosen_on": "source-val"}
+    summary["artifact"] = str(fused)
+    with progress.stage("write", 3, "steps", note=str(fused)) as bar:
+        save_artifact(fused, art.model.state_dict(), to_dict(cfg), art.table,
+                      {**art.summary, "threshold": threshold["value"], "threshold_chosen_on": threshold["chosen_on"],
+                       "fusion": summary, "method": "fusionlog"}, source_events)
+        bar.advance()
+        write_routing(fused, target, routing)
+        bar.advance()
+        export_parsing_state(cfg.data.output_dir, cfg.data.target, fused)
+        bar.advance()
+    summary["seconds"] = round(time.monotonic() - t0, 1)
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     log.info("fused artifact in %s", fused)
-    return {**summary, "artifact": str(fused)}
+    return summary
