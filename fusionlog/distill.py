@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from fusionlog import progress
 from fusionlog.config import DistillConfig, RetrievalConfig
 from fusionlog.meta import batch_tensors, classification_loss, predict_proba
 from fusionlog.model import SmallModel
@@ -165,6 +166,7 @@ class DistillResult:
     teacher_rate: float = float("nan")  # share of answered sequences the teacher called anomalous
     leftovers: int = 0
     leftover_unparsed: int = 0
+    leftover_finetuned_on: int = 0  # sequences the leftovers' fine-tuning used (0: skipped)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -199,6 +201,8 @@ def _ask(teacher: Teacher, requests: list[LabelRequest], asked: dict[tuple, tupl
 
     reuse = teacher.deterministic
     todo = [r for r in requests if not reuse or key(r) not in asked]
+    if len(todo) < len(requests):
+        progress.advance(len(requests) - len(todo), note=f"{len(requests) - len(todo)} answers reused")
     labels, scores = _label_with_progress(teacher, todo)
     if not reuse:
         return labels, scores
@@ -217,6 +221,7 @@ def _label_with_progress(teacher: Teacher, requests: list[LabelRequest]) -> tupl
         y, p = teacher.label(requests[start:start + chunk])
         labels.append(y)
         scores.append(p)
+        progress.advance(len(y))
         if len(requests) > chunk:
             log.info("teacher: %d/%d sequences labelled", min(start + chunk, len(requests)), len(requests))
     return np.concatenate(labels), np.concatenate(scores)
@@ -278,14 +283,16 @@ def distill(inp: DistillInputs, teacher: Teacher, store: VectorStore, cfg: Disti
     last_score = np.full(len(inp.sequences), np.nan)
     asked: dict[tuple, tuple[int, float]] = {}  # a deterministic teacher's answers, by request content
     if len(holdout):  # asked once, for the teacher's positive rate; never fine-tuned on
-        last[holdout], last_score[holdout] = _ask(teacher, _requests(holdout, inp, store, vecs, rcfg.top_k,
-                                                                     cfg.use_rag), asked)
+        with progress.stage("distill held-out", len(holdout), "seq"):
+            last[holdout], last_score[holdout] = _ask(teacher, _requests(holdout, inp, store, vecs, rcfg.top_k,
+                                                                         cfg.use_rag), asked)
     tuned: dict[int, float] = {}  # sequence row -> fine-tuning target, every clean sample so far (replayed)
     for r, eps in enumerate(epsilon_schedule(cfg)):
         if not len(pool):
             log.info("round %d: the noisy pool is empty; stopping early", r)
             break
-        y_t, p_t = _ask(teacher, _requests(pool, inp, store, vecs, rcfg.top_k, cfg.use_rag), asked)
+        with progress.stage(f"distill {r + 1}/{cfg.rounds}", len(pool), "seq"):
+            y_t, p_t = _ask(teacher, _requests(pool, inp, store, vecs, rcfg.top_k, cfg.use_rag), asked)
         last[pool], last_score[pool] = y_t, p_t
         probs, _ = predict_proba(inp.model, [inp.sequences[i] for i in pool], cfg.finetune_batch_size, inp.max_len)
         cut = inp.threshold
@@ -314,7 +321,8 @@ def distill(inp: DistillInputs, teacher: Teacher, store: VectorStore, cfg: Disti
         res.leftover_unparsed = len(pool) - len(answered)
         targets = last_score[answered] if cfg.soft_labels else last[answered]
         rows, values = _training_set(tuned, answered, targets, cfg.replay)
-        _finetune_two_class(inp, rows, values, cfg, seed + cfg.rounds, "leftovers")
+        loss = _finetune_two_class(inp, rows, values, cfg, seed + cfg.rounds, "leftovers")
+        res.leftover_finetuned_on = 0 if np.isnan(loss) else len(rows)
         for i, t in zip(answered, targets):
             res.pseudo_labels[inp.seq_ids[i]] = (int(last[i]), float(t), -1)
     answered = last >= 0

@@ -14,6 +14,8 @@ import numpy as np
 
 from fusionlog.dataset import PreparedSystem, load_prepared
 from fusionlog.metrics import auroc, precision_recall_f1
+from fusionlog.teachers.base import LabelRequest
+from fusionlog.teachers.keyword import KeywordTeacher
 
 
 def load_labelled(prepared_dir: str | Path, name: str) -> PreparedSystem:
@@ -54,6 +56,33 @@ class Evaluator:
             labels, scores = labels[rows], scores[rows]
         return results_row(pair, method, labels, scores, threshold,
                            {"target_sequences": len(self._labels), **(sizes or {})})
+
+
+    def histograms(self, scores: np.ndarray, bins: np.ndarray) -> dict[str, np.ndarray]:
+        """Counts of ``scores`` per bin, for normal and anomalous sequences apart (unlabelled ones left out):
+        the picture by class for a report, without handing the labels out."""
+        scores = np.asarray(scores, dtype=np.float64)
+        if len(scores) != len(self._labels):
+            raise ValueError(f"{len(scores)} scores for the {len(self._labels)} sequences of {self.target}")
+        return {name: np.histogram(scores[self._labels == value], bins)[0]
+                for name, value in (("normal", 0), ("anomalous", 1))}
+
+
+def baseline_scores(target: PreparedSystem) -> dict[str, tuple[np.ndarray, float]]:
+    """The label-free baselines' (scores, threshold) on a target, computed without its labels: the keyword
+    rule (a generic failure word in some template) and flagging every sequence."""
+    requests = [LabelRequest(sid, target.name, [target.templates[e] for e in seq], [])
+                for sid, seq in zip(target.seq_ids, target.sequences)]
+    return {"keyword rule": (KeywordTeacher().score(requests), 0.5),
+            "flag everything": (np.ones(len(target)), 0.5)}
+
+
+def baseline_rows(prepared_dir: str | Path, target: str, pair: str) -> list[dict]:
+    """Results rows of the label-free baselines on the same target, so a model's numbers have a reference."""
+    system = load_prepared(prepared_dir, target, read_labels=False)
+    evaluator = Evaluator(prepared_dir, target)
+    return [evaluator.row(scores, threshold, pair, method)
+            for method, (scores, threshold) in baseline_scores(system).items()]
 
 
 def evaluate_scores(prepared_dir: str | Path, target: str, scores: np.ndarray, threshold: float, pair: str,

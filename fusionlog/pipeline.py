@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fusionlog import progress
 from fusionlog.artifact import KNOWLEDGE_BASE, PSEUDO_LABELS, ROUTING, Artifact, load_artifact, save_artifact
 from fusionlog.config import FusionLogConfig, FusionLogError, TeacherConfig, to_dict
 from fusionlog.dataset import PreparedSystem, TrainData, build_train_data, load_prepared
@@ -75,7 +76,8 @@ def calibrate_teacher(teacher: Teacher, cfg: TeacherConfig, templates: list[str]
     teacher.fit([[templates[e] for e in seq] for seq in [*data.source_train, *data.source_val]])
     requests = [LabelRequest(f"cal-{i}", system, [templates[e] for e in data.source_val[i]],
                              examples(i) if examples else []) for i in rows]
-    return teacher.calibrate(requests, labels[rows])
+    with progress.stage("calibrate", len(requests), "seq"):  # Teacher.calibrate advances it
+        return teacher.calibrate(requests, labels[rows])
 
 
 def source_examples(art: Artifact, data: TrainData, top_k: int, max_events: int) -> Callable[[int], list[Example]]:
@@ -153,12 +155,15 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: Optiona
         try:
             examples = (source_examples(art, data, cfg.retrieval.top_k, cfg.retrieval.max_content_events)
                         if teacher.uses_examples and cfg.distill.use_rag else None)
-            summary["teacher"] = {"kind": cfg.teacher.kind, **calibrate_teacher(
+            backend = {"backend": cfg.llm.backend} if cfg.teacher.kind == "llm" else {}
+            summary["teacher"] = {"kind": cfg.teacher.kind, **backend, **calibrate_teacher(
                 teacher, cfg.teacher, art.table.templates, data, target.name, cfg.run.seed, examples)}
             inputs = DistillInputs(art.model, art.threshold, art.table.vectors, art.table.templates, sequences,
                                    target.seq_ids, routing.general, target.name, cfg.model.max_len)
             result = distill(inputs, teacher, store, cfg.distill, cfg.retrieval, seed=cfg.run.seed)
             summary["distill"] = result.to_dict()
+            labels = [v[0] for v in result.pseudo_labels.values()]
+            summary["pseudo_labels"] = {"normal": labels.count(0), "anomalous": labels.count(1)}
             summary["threshold"] = fused_threshold(
                 art.model, sequences, set(result.pseudo_labels), target.seq_ids, result.teacher_rate, art.threshold,
                 cfg.distill.threshold, cfg.train.eval_batch_size, cfg.model.max_len)

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from fusionlog import progress
 from fusionlog.config import FusionLogConfig, FusionLogError, ParsingConfig, RayConfig, SystemConfig, to_dict
 from fusionlog.embedding import embed_templates
 from fusionlog.parsing import DRAIN_STATE, input_bytes, parse_parallel, parse_sequential, save_miner, skip_counts
@@ -138,20 +139,25 @@ def prepare(cfg: FusionLogConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     loaded: dict[str, IngestedSystem] = {}
-    for name in names:
-        log.info("preparing %s", name)
-        loaded[name] = ingest_system(cfg.data.systems[name], cfg.parsing, cfg.ray, cfg.run.progress)
-        m = loaded[name].manifest
-        log.info("%s: %d lines read, %d parsed, skipped %s; %d sessions rows; %d sequences (%d anomalous), %d events",
-                 name, m.lines_read, m.lines_parsed, m.lines_skipped or "none", m.session_rows_read,
-                 m.sequences, m.anomalous, m.events)
-    # One embedding call over the events of all systems: the IDF is shared (FusionLog §III-B).
-    all_ids = sorted({i for d in loaded.values() for i in event_counts(d.sequences)})
-    text = {i: t for d in loaded.values() for i, t in d.templates.items()}
-    vectors, report = embed_templates([text[i] for i in all_ids], cfg.embedding)
-    by_id = {i: vectors[k].tolist() for k, i in enumerate(all_ids)}
-    for name, data in loaded.items():
-        write_system(out / name, data, by_id)
+    with progress.stage("prepare", len(names) + 1, "steps") as bar:  # a step per system, then the embedding
+        for name in names:
+            log.info("preparing %s", name)
+            bar.update(note=f"parsing {name}")
+            loaded[name] = ingest_system(cfg.data.systems[name], cfg.parsing, cfg.ray, cfg.run.progress)
+            m = loaded[name].manifest
+            log.info("%s: %d lines read, %d parsed, skipped %s; %d sessions rows; %d sequences (%d anomalous), "
+                     "%d events", name, m.lines_read, m.lines_parsed, m.lines_skipped or "none",
+                     m.session_rows_read, m.sequences, m.anomalous, m.events)
+            bar.advance()
+        # One embedding call over the events of all systems: the IDF is shared (FusionLog §III-B).
+        all_ids = sorted({i for d in loaded.values() for i in event_counts(d.sequences)})
+        bar.update(note=f"embedding {len(all_ids)} events")
+        text = {i: t for d in loaded.values() for i, t in d.templates.items()}
+        vectors, report = embed_templates([text[i] for i in all_ids], cfg.embedding)
+        by_id = {i: vectors[k].tolist() for k, i in enumerate(all_ids)}
+        for name, data in loaded.items():
+            write_system(out / name, data, by_id)
+        bar.advance(note=", ".join(f"{n} {d.manifest.sequences} seq" for n, d in loaded.items()))
     manifest = {"systems": {n: asdict(d.manifest) for n, d in loaded.items()}, "embedding": report.to_dict(),
                 "sources": cfg.data.sources, "target": cfg.data.target}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -13,9 +13,11 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import ray
 import ray.train
@@ -24,7 +26,7 @@ import torch
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from fusionlog import meta
+from fusionlog import meta, progress
 from fusionlog.artifact import save_artifact
 from fusionlog.config import FusionLogConfig, to_dict
 from fusionlog.dataset import TrainData
@@ -104,6 +106,47 @@ def train_loop_per_worker(config: dict) -> None:
                     world_size=world)
 
 
+class EpochRelay(ray.train.UserCallback):
+    """Each epoch's rank-0 metrics from Ray Train's controller (an actor) to the driver, for its progress line."""
+
+    def __init__(self, queue):
+        self.queue = queue
+
+    def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
+        self.queue.put(metrics[0])
+
+
+@contextmanager
+def epoch_progress(bar: progress.Stage) -> Iterator[list]:
+    """The callbacks that advance ``bar`` once per epoch; none (and no queue actor) when nobody draws progress."""
+    if not progress.displayed():
+        yield []
+        return
+    from ray.util.queue import Empty, Queue
+
+    queue = Queue(actor_options={"num_cpus": 0})
+    stop = threading.Event()
+
+    def drain() -> None:
+        while True:
+            try:
+                m = queue.get(timeout=0.5)
+            except Empty:
+                if stop.is_set():
+                    return
+                continue
+            bar.update(done=int(m["epoch"]) + 1, note=f"val F1 {m.get('val_f1', float('nan')):.3f}")
+
+    thread = threading.Thread(target=drain, name="epoch-progress", daemon=True)
+    thread.start()
+    try:
+        yield [EpochRelay(queue)]
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        queue.shutdown()
+
+
 def fit_small(cfg: FusionLogConfig, data: TrainData, name: Optional[str] = None,
               artifact_dir: Optional[str | Path] = None, callbacks: Optional[list] = None) -> FitResult:
     """Train (Ray Train, or in this process with ``train.launcher=local``) and write the model artifact.
@@ -117,10 +160,13 @@ def fit_small(cfg: FusionLogConfig, data: TrainData, name: Optional[str] = None,
     check_run_dir(storage / name, expected)
     log.info("run %s in %s: %s launcher, %d workers, gpu=%s", name, storage, cfg.train.launcher, cfg.ray.num_workers,
              cfg.ray.use_gpu)
-    if cfg.train.launcher == "local":
-        state = _fit_local(cfg, data, storage / name, expected)
-    else:
-        state = _fit_ray(cfg, data, name, storage, expected, callbacks)
+    with progress.stage("train", cfg.train.epochs, "epochs") as bar:
+        if cfg.train.launcher == "local":
+            state = _fit_local(cfg, data, storage / name, expected, bar)
+        else:
+            state = _fit_ray(cfg, data, name, storage, expected, callbacks, bar)
+        bar.update(done=len(state["history"]), note=f"best epoch {state['best']['epoch']}, val F1 "
+                                                     f"{state['best']['metrics']['val_f1']:.3f}")
     best = state["best"]
     out = Path(artifact_dir or Path(cfg.run.output_dir) / "models" / name)
     summary = {"run_name": name, "run_hash": expected, "threshold": best["metrics"]["threshold"],
@@ -134,23 +180,24 @@ def fit_small(cfg: FusionLogConfig, data: TrainData, name: Optional[str] = None,
 
 
 def _fit_ray(cfg: FusionLogConfig, data: TrainData, name: str, storage: Path, expected: str,
-             callbacks: Optional[list]) -> dict:
+             callbacks: Optional[list], bar: progress.Stage) -> dict:
     """Ray Train's TorchTrainer over ``train_loop_per_worker``; the last checkpoint's state."""
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"cfg": cfg, "data": ray.put(data), "run_hash": expected},
-        scaling_config=ScalingConfig(num_workers=cfg.ray.num_workers, use_gpu=cfg.ray.use_gpu),
-        run_config=RunConfig(name=name, storage_path=str(storage), callbacks=callbacks,
-                             checkpoint_config=CheckpointConfig(num_to_keep=2),
-                             failure_config=FailureConfig(max_failures=cfg.train.max_failures)),
-    )
-    result = trainer.fit()
+    with epoch_progress(bar) as relay:
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={"cfg": cfg, "data": ray.put(data), "run_hash": expected},
+            scaling_config=ScalingConfig(num_workers=cfg.ray.num_workers, use_gpu=cfg.ray.use_gpu),
+            run_config=RunConfig(name=name, storage_path=str(storage), callbacks=[*(callbacks or []), *relay],
+                                 checkpoint_config=CheckpointConfig(num_to_keep=2),
+                                 failure_config=FailureConfig(max_failures=cfg.train.max_failures)),
+        )
+        result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"run {name} finished without a checkpoint (train.epochs={cfg.train.epochs})")
     return _read_state(result.checkpoint, expected)
 
 
-def _fit_local(cfg: FusionLogConfig, data: TrainData, run_dir: Path, expected: str) -> dict:
+def _fit_local(cfg: FusionLogConfig, data: TrainData, run_dir: Path, expected: str, bar: progress.Stage) -> dict:
     """``meta.train_loop`` in this process: no worker start-up, for runs of one worker (an evaluation
     suite trains dozens of small models in a row). Checkpoints and resume as with Ray Train."""
     checkpoint = run_dir / "local"
@@ -171,6 +218,7 @@ def _fit_local(cfg: FusionLogConfig, data: TrainData, run_dir: Path, expected: s
             shutil.rmtree(checkpoint)
         tmp.rename(checkpoint)
         last["state"] = state
+        bar.update(done=int(metrics["epoch"]) + 1, note=f"val F1 {metrics.get('val_f1', float('nan')):.3f}")
 
     meta.train_loop(cfg, data, report, resume=resume)
     if "state" not in last:  # resumed a run that had already finished

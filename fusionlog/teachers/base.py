@@ -76,11 +76,16 @@ class Teacher(ABC):
 
         A teacher whose scores are not graded (``calibratable`` false) keeps its own rule.
         """
+        from fusionlog import progress
         from fusionlog.metrics import best_f1_threshold, precision_recall_f1
 
         if not self.calibratable:
             return {"calibrated": False, "threshold": self.threshold}
-        _, p = self.label(requests)
+        parts = [np.zeros(0)]
+        for start in range(0, len(requests), 8):  # in chunks, with progress: a CPU LLM takes seconds a request
+            parts.append(self.label(requests[start:start + 8])[1])
+            progress.advance(len(parts[-1]))
+        p = np.concatenate(parts)
         ok = np.isfinite(p)
         labels = np.asarray(labels)[ok]
         self.threshold = best_f1_threshold(labels, p[ok])

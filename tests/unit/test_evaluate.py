@@ -70,3 +70,40 @@ def test_results_row_drops_and_counts_unknown_labels():
 def test_results_row_single_class_auroc_is_nan():
     row = results_row("a->b", "meta", np.array([0, 0]), np.array([0.1, 0.7]), 0.5, {})
     assert math.isnan(row["auroc"]) and row["fp"] == 1
+
+
+def _hand_target(tmp_path):
+    """Four sequences: an error template in s0 (anomalous) and s2 (normal); s1 anomalous without one."""
+    from fusionlog.dataset import PreparedSystem
+    from tests.unit._synthetic import write_prepared
+
+    templates = ["disk error on <*>", "job <*> started", "job <*> finished"]
+    system = PreparedSystem("T", ["e0", "e1", "e2"], templates, np.eye(3, dtype=np.float32),
+                            [np.array([1, 0]), np.array([1, 2]), np.array([0]), np.array([2])],
+                            np.array([1, 1, 0, 0], np.int8), ["s0", "s1", "s2", "s3"])
+    write_prepared(tmp_path, system)
+    return tmp_path
+
+
+def test_baselines_are_scored_without_labels_and_evaluated_by_the_evaluator(tmp_path):
+    from fusionlog.dataset import load_prepared
+    from fusionlog.evaluate import baseline_rows, baseline_scores
+
+    prepared = _hand_target(tmp_path)
+    scores = baseline_scores(load_prepared(prepared, "T", read_labels=False))
+    np.testing.assert_array_equal(scores["keyword rule"][0], [1.0, 0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(scores["flag everything"][0], [1.0, 1.0, 1.0, 1.0])
+    keyword, everything = baseline_rows(prepared, "T", "S->T")
+    assert keyword["method"] == "keyword rule" and (keyword["tp"], keyword["fp"], keyword["fn"]) == (1, 1, 1)
+    assert keyword["auroc"] == pytest.approx(0.5)
+    assert (everything["precision"], everything["recall"], everything["auroc"]) == (0.5, 1.0, 0.5)
+
+
+def test_evaluator_hands_out_histograms_by_class_not_labels(tmp_path):
+    from fusionlog.evaluate import Evaluator
+
+    ev = Evaluator(_hand_target(tmp_path), "T")
+    hist = ev.histograms(np.array([0.9, 0.1, 0.6, 0.2]), np.array([0.0, 0.5, 1.0]))
+    assert hist["anomalous"].tolist() == [1, 1] and hist["normal"].tolist() == [1, 1]
+    with pytest.raises(ValueError, match="3 scores for the 4 sequences"):
+        ev.histograms(np.zeros(3), np.array([0.0, 1.0]))
