@@ -20,6 +20,8 @@ class Record:
     subsets: list[dict] = field(default_factory=list)  # small vs fused F1 on general / proprietary / all
     teacher_checks: list[dict] = field(default_factory=list)  # each teacher on each source and the target
     rule_checks: list[dict] = field(default_factory=list)  # the router's split under each rule
+    ablation_rows: list[dict] = field(default_factory=list)  # FusionLog with one switch changed (seed 0)
+    diagnostics: list[dict] = field(default_factory=list)  # target properties vs the source-only model's score
     prepare_seconds: dict = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # optional stages left out for time
     run_info: dict = field(default_factory=dict)  # date and machine

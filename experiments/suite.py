@@ -50,6 +50,10 @@ class SuiteConfig:
     pairs: list[dict] = field(default_factory=list)
     methods: list[str] = field(default_factory=lambda: ["keyword", "source_only", "meta", "fusionlog", "in_domain"])
     in_domain_test_fraction: float = 0.3
+    in_domain_systems: list[str] = field(default_factory=list)  # empty: every target; others prepared beside one
+    references: dict = field(default_factory=dict)  # system -> {f1, auroc, what}: the in-domain gate and anchors
+    detector_table: dict = field(default_factory=dict)  # target -> {f1, what}: best single detector (issue 15)
+    ablations: dict = field(default_factory=dict)  # name -> a partial config over the FusionLog rows (seed 0)
     every_run: dict = field(default_factory=dict)  # a partial config merged into every run
     fusionlog: dict = field(default_factory=dict)  # ... and into the FusionLog rows
     teachers: dict = field(default_factory=dict)  # name -> a teacher section, checked on every pair and seed
@@ -82,7 +86,7 @@ def load_suite(path: str | Path) -> SuiteConfig:
     for p in cfg.pairs:
         if not p.get("sources") or not p.get("target"):
             raise FusionLogError(f"{path}: each pair needs sources and target, got {p}")
-    for key in ("every_run", "fusionlog", "teachers", "llm_run"):
+    for key in ("every_run", "fusionlog", "teachers", "llm_run", "references", "detector_table", "ablations"):
         if not isinstance(getattr(cfg, key), dict):
             raise FusionLogError(f"{path}: {key} must be a mapping (a partial config), got {getattr(cfg, key)!r}")
     return cfg
@@ -101,7 +105,7 @@ def teacher_name(cfg: FusionLogConfig) -> str:
     t = cfg.teacher
     own = ", own rule" if not t.calibrate and t.kind != "keyword" else ""
     if t.kind == "committee":
-        return f"committee({'+'.join(t.members)}{own})"
+        return f"committee {t.combine}({'+'.join(t.members)}{own})"
     if t.kind == "llm":
         model = Path(cfg.llm.model_path).name or cfg.llm.model or "SmolLM2-135M-Instruct"
         return f"llm {cfg.llm.backend} {model} ({cfg.llm.mode})"
@@ -130,7 +134,11 @@ class Suite:
             "methods": scfg.methods, "in_domain_test_fraction": scfg.in_domain_test_fraction,
             "every_run": flatten(scfg.every_run) + flatten(cli), "fusionlog": flatten(scfg.fusionlog),
             "llm_pairs": scfg.llm_pairs, "llm_run": flatten(scfg.llm_run), "teachers": list(scfg.teachers),
-            "plot": scfg.plot})
+            "fusionlog_teacher": teacher_name(self.fusion_base), "references": scfg.references,
+            "detector_table": scfg.detector_table,
+            "ablations": {name: flatten(tree) for name, tree in scfg.ablations.items()}, "plot": scfg.plot})
+        self.ablations = {name: merge_config(self.fusion_base, tree, f"ablations.{name}")
+                          for name, tree in scfg.ablations.items()}
         self.on_progress: Callable[["Suite", float], None] = lambda suite, seconds: None
 
     # --- configs
@@ -204,7 +212,7 @@ class Suite:
         fit = fit_small(cfg, data, artifact_dir=run_dir / "model")
         row = evaluate_artifact(fit.artifact_dir, cfg.data.output_dir, target)
         self.add_row(row, seed, "-", time.time() - t0, {**source_sizes(data.counts), **target_sizes(row)},
-                     best_epoch=fit.best_epoch)
+                     **training_info(fit.artifact_dir))
 
     def fusion(self, sources: list[str], target: str, seed: int, method: str) -> None:
         """One FusionLog run: ``fusionlog`` (the paper's scope), ``fusionlog_all`` or ``fusionlog_llm``."""
@@ -237,7 +245,8 @@ class Suite:
         counts = load_artifact(summary["small_model"]).summary.get("data_counts", {})
         evaluator = Evaluator(prepared, target)
         row = evaluator.row(*scored["fused"], pair, method)
-        self.add_row(row, seed, teacher, seconds, {**source_sizes(counts), **target_sizes(row)})
+        self.add_row(row, seed, teacher, seconds, {**source_sizes(counts), **target_sizes(row)},
+                     **training_info(Path(summary["small_model"])))
         general = pq.read_table(Path(summary["artifact"]) / ROUTING, columns=["general"]).column("general")
         general = np.asarray(general.to_pylist(), dtype=bool)  # routing.parquet is in prepared order
         for subset, mask in (("general", general), ("proprietary", ~general), ("all", np.ones_like(general))):
@@ -249,10 +258,12 @@ class Suite:
                     r = evaluator.row(*scored[name], pair, method, rows=rows)
                     entry[f"{name}_f1"], entry["anomalous"] = r["f1"], r["anomalous"]
             self.record.subsets.append(entry)
+        rounds = round_precision(evaluator, Path(summary["artifact"]))
         self.record.routes.append({"pair": pair, "method": method, "teacher": teacher, "seed": seed,
                                    "rule": cfg.routing.rule, "routing": summary["routing"],
                                    "distill": summary.get("distill"), "max_pool": cfg.distill.max_pool,
-                                   "teacher_info": summary.get("teacher")})
+                                   "teacher_info": summary.get("teacher"), "threshold": summary.get("threshold"),
+                                   "round_precision": rounds, **training_info(Path(summary["small_model"]))})
 
     def check_rules(self, sources: list[str], target: str) -> None:
         """The router's split of the target under both rules (no training); anomaly counts are evaluation only."""
@@ -313,8 +324,7 @@ class Suite:
         pair = f"{target} (in-domain)"
         run_dir = self.fresh(pair, seed, "in_domain")
         # the config needs some other system as its target to validate; training reads only the TrainData below
-        other = next(n for p in self.s.pairs for n in [*p["sources"], p["target"]] if n != target)
-        cfg = self.cfg(self.every, [target], other, seed, run_dir, "source_only")
+        cfg = self.cfg(self.every, [target], self._other_system(target), seed, run_dir, "source_only")
         t0 = time.time()
         full = load_labelled(self.out / "prepared" / self._prepared_for(target), target)  # NOT zero-label, by design
         train_rows, test_rows = stratified_split(full.labels, self.s.in_domain_test_fraction, seed)
@@ -328,13 +338,85 @@ class Suite:
         row = results_row(pair, "in_domain", test.labels, probs, art.threshold)
         sizes = {**source_sizes(data.counts), "target_test_sequences": len(test),
                  "target_test_anomalous": int((test.labels == 1).sum())}
-        self.add_row(row, seed, "-", time.time() - t0, sizes, zero_label=False, best_epoch=fit.best_epoch)
+        self.add_row(row, seed, "-", time.time() - t0, sizes, zero_label=False, **training_info(fit.artifact_dir))
 
     def _prepared_for(self, target: str) -> str:
         for p in self.s.pairs:
             if p["target"] == target or target in p["sources"]:
                 return self.prepared_dir(p["sources"], p["target"]).name
-        raise FusionLogError(f"no pair prepares {target}")
+        other = self._other_system(target)
+        self.prepare([other], target)  # a reference system no pair uses: prepared beside one that is
+        return self.prepared_dir([other], target).name
+
+    def _other_system(self, name: str) -> str:
+        return next(n for p in self.s.pairs for n in [*p["sources"], p["target"]] if n != name)
+
+    def ablate(self, sources: list[str], target: str) -> None:
+        """Each ablation of ``ablations`` on seed 0: FusionLog with one switch changed, reusing the seed's small
+        model whenever the switch leaves it the same (the run hash says), so rows differ in distillation only."""
+        from fusionlog.artifact import load_artifact
+        from fusionlog.dataset import load_prepared
+        from fusionlog.evaluate import Evaluator
+        from fusionlog.pipeline import train
+        from fusionlog.scoring import Scorer
+        from fusionlog.train import run_hash
+
+        pair, seed = pair_name(sources, target), self.s.seeds[0]
+        evaluator = Evaluator(self.prepared_dir(sources, target), target)
+        system = load_prepared(self.prepared_dir(sources, target), target, read_labels=False)
+        for name, base in self.ablations.items():
+            run_dir = self.fresh(pair, seed, f"ablation-{_slug(name)}")
+            cfg = self.cfg(base, sources, target, seed, run_dir, "meta")
+            shared = self.run_path(pair, seed, "fusionlog") / "small"
+            reuse = shared.is_dir() and load_artifact(shared).summary.get("run_hash") == _hash_for(cfg, run_hash)
+            t0 = time.time()
+            summary = train(cfg, skip_prepare=True, small_model=shared if reuse else None)
+            scorer = Scorer(load_artifact(summary["artifact"]), Path(summary["artifact"]))
+            row = evaluator.row(scorer.score_system(system)[0], scorer.threshold, pair, "ablation")
+            d = summary.get("distill") or {}
+            self.record.ablation_rows.append({
+                "pair": pair, "ablation": name, "seed": seed, "f1": row["f1"], "auroc": row["auroc"],
+                "precision": row["precision"], "recall": row["recall"], "seconds": time.time() - t0,
+                "small_model_reused": reuse, "routing": summary["routing"],
+                "clean": [(r["clean"] - r["clean_anomalous"], r["clean_anomalous"]) for r in d.get("rounds", [])],
+                "pseudo_labels": summary.get("pseudo_labels"), "threshold": summary.get("threshold")})
+            print(f"[suite] {pair} ablation {name}: F1={row['f1']:.3f} AUROC={row['auroc']:.3f}", flush=True)
+
+    def diagnose(self, sources: list[str], target: str) -> None:
+        """Why a source-only model ranks the target as it does: label-free properties of each target sequence,
+        each one's AUROC as an anomaly score and its rank correlation with the model's score (evaluation only)."""
+        from scipy.stats import spearmanr
+
+        from fusionlog.artifact import load_artifact
+        from fusionlog.dataset import load_prepared
+        from fusionlog.evaluate import Evaluator
+        from fusionlog.routing import route
+        from fusionlog.scoring import Scorer
+        from fusionlog.teachers.keyword import KeywordTeacher
+
+        pair, prepared = pair_name(sources, target), self.prepared_dir(sources, target)
+        path = self.run_path(pair, self.s.seeds[0], "source_only") / "model"
+        if not path.is_dir():
+            return
+        scores = Scorer(load_artifact(path), path).score_system(load_prepared(prepared, target, read_labels=False))[0]
+        tgt = load_prepared(prepared, target, read_labels=False)
+        srcs = [load_prepared(prepared, n, read_labels=False) for n in sources]
+        known = {e for s in srcs for e in s.event_ids}
+        routing = route(tgt.sequences, tgt.vectors, np.vstack([s.vectors for s in srcs]), self.every.routing)
+        rule = KeywordTeacher()
+        props = {
+            "length (events)": np.array([len(s) for s in tgt.sequences], dtype=float),
+            "distinct events": np.array([len(set(s.tolist())) for s in tgt.sequences], dtype=float),
+            "share of events unseen in the source": np.array(
+                [np.mean([tgt.event_ids[e] not in known for e in s]) if len(s) else 0.0 for s in tgt.sequences]),
+            "s_k (router)": routing.scores,
+            "events with a failure word": np.array(
+                [sum(bool(rule.hit([tgt.templates[e]])) for e in s) for s in tgt.sequences], dtype=float),
+        }
+        evaluator = Evaluator(prepared, target)
+        aurocs = evaluator.property_aurocs({"source-only model score": scores, **props})
+        rho = {k: (float(spearmanr(scores, v).statistic) if np.ptp(v) > 0 else float("nan")) for k, v in props.items()}
+        self.record.diagnostics.append({"pair": pair, "aurocs": aurocs, "spearman": rho})
 
     # --- bookkeeping
 
@@ -372,13 +454,19 @@ class Suite:
                 if method in self.s.methods:
                     self.guarded({"pair": pair, "method": method, "seed": seed, "teacher": "-"}, self.small,
                                  sources, target, seed, method, data)
-            for name in self.teachers:
+            for name in self.teachers if seed == self.s.seeds[0] else []:  # label-free: the same every seed
                 self.guarded({"pair": pair, "method": "teacher", "seed": seed, "teacher": name},
                              self.check_teacher, sources, target, seed, data, name)
             for method in FUSION_METHODS:
                 if method in self.s.methods:
                     self.guarded({"pair": pair, "method": method, "seed": seed, "teacher": "-"},
                                  self.fusion, sources, target, seed, method)
+        if "source_only" in self.s.methods:
+            self.guarded({"pair": pair, "method": "diagnostics", "seed": 0, "teacher": "-"}, self.diagnose, sources,
+                         target)
+        if self.ablations and len(sources) == 1:
+            self.guarded({"pair": pair, "method": "ablations", "seed": self.s.seeds[0], "teacher": "-"}, self.ablate,
+                         sources, target)
         print(f"[suite] pair {pair} done at {time.time() - t_start:.0f} s", flush=True)
         self.on_progress(self, time.time() - t_start)
 
@@ -402,7 +490,7 @@ class Suite:
         for p in [p for p in self.s.pairs if len(p["sources"]) == 1]:
             self.run_pair(p, t_start)
         if "in_domain" in self.s.methods:
-            for target in dict.fromkeys(p["target"] for p in self.s.pairs):
+            for target in self.s.in_domain_systems or dict.fromkeys(p["target"] for p in self.s.pairs):
                 for seed in self.s.seeds:
                     self.guarded({"pair": f"{target} (in-domain)", "method": "in_domain", "seed": seed,
                                   "teacher": "-", "zero_label": False}, self.in_domain, target, seed)
@@ -418,6 +506,44 @@ class Suite:
                 self.run_pair(p, t_start)
         self.record.seconds = time.time() - t_start
         return self.record
+
+
+def _hash_for(cfg: FusionLogConfig, run_hash) -> str:
+    """The run hash ``cfg`` would give its small model (routing decides the target rows, so route first)."""
+    from fusionlog.dataset import build_train_data
+    from fusionlog.pipeline import route_target
+
+    sources, target, routing = route_target(cfg)
+    data = build_train_data(sources, target, cfg.train.val_fraction, cfg.run.seed,
+                            target_rows=np.flatnonzero(routing.general))
+    return run_hash(cfg, data)
+
+
+def training_info(artifact_dir: Path) -> dict:
+    """When and why a small model's training stopped (from its artifact summary)."""
+    import json
+
+    s = json.loads((Path(artifact_dir) / "summary.json").read_text())
+    return {"best_epoch": s.get("best_epoch"), "epochs_run": s.get("epochs_run"), "stopped": s.get("stopped")}
+
+
+def round_precision(evaluator, artifact_dir: Path) -> list[dict]:
+    """Per distillation round (-1: leftovers): pseudo-labels given per class and how many are right (evaluation only)."""
+    import pyarrow.parquet as pq
+
+    from fusionlog.artifact import PSEUDO_LABELS
+
+    path = artifact_dir / PSEUDO_LABELS
+    if not path.is_file():
+        return []
+    t = pq.read_table(path).to_pydict()
+    out = []
+    for r in sorted(set(t["round"])):
+        rows = [i for i, x in enumerate(t["round"]) if x == r]
+        prec = evaluator.pseudo_label_precision([t["seq_id"][i] for i in rows], np.array([t["label"][i] for i in rows]))
+        out.append({"round": r, **{f"{k}_right": v[0] for k, v in prec.items()},
+                    **{f"{k}_given": v[1] for k, v in prec.items()}})
+    return out
 
 
 def source_sizes(counts: dict) -> dict:

@@ -43,7 +43,9 @@ class Evaluator:
 
     def __init__(self, prepared_dir: str | Path, target: str):
         self.target = target
-        self._labels = load_labelled(prepared_dir, target).labels
+        system = load_labelled(prepared_dir, target)
+        self._labels = system.labels
+        self._row = {sid: i for i, sid in enumerate(system.seq_ids)}
 
     def row(self, scores: np.ndarray, threshold: float, pair: str, method: str, sizes: Optional[dict] = None,
             rows: Optional[np.ndarray] = None) -> dict:
@@ -57,6 +59,23 @@ class Evaluator:
         return results_row(pair, method, labels, scores, threshold,
                            {"target_sequences": len(self._labels), **(sizes or {})})
 
+
+    def pseudo_label_precision(self, seq_ids: list[str], labels: np.ndarray) -> dict:
+        """How many pseudo-labels (e.g. one distillation round's clean set) are right, per class:
+        {"anomalous": (right, given), "normal": (right, given)} (evaluation only)."""
+        truth = self._labels[[self._row[s] for s in seq_ids]] if len(seq_ids) else np.zeros(0, np.int8)
+        labels = np.asarray(labels)
+        return {name: (int(((labels == v) & (truth == v)).sum()), int((labels == v).sum()))
+                for name, v in (("anomalous", 1), ("normal", 0))}
+
+    def property_aurocs(self, properties: dict[str, np.ndarray]) -> dict[str, float]:
+        """AUROC of each label-free sequence property as an anomaly score (evaluation only): which
+        property separates the classes, and in which direction (below 0.5: inverted)."""
+        known = self._labels >= 0
+        y = self._labels[known]
+        if not 0 < y.sum() < len(y):
+            return {k: float("nan") for k in properties}
+        return {k: auroc(y, np.asarray(v, dtype=np.float64)[known]) for k, v in properties.items()}
 
     def histograms(self, scores: np.ndarray, bins: np.ndarray) -> dict[str, np.ndarray]:
         """Counts of ``scores`` per bin, for normal and anomalous sequences apart (unlabelled ones left out):

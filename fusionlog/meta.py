@@ -416,9 +416,6 @@ def train_loop(cfg: FusionLogConfig, data: TrainData, report: Report, resume: Op
                 truncated += cut
                 stats.append(source_only_step(model, opts, batch, pos_weight))
 
-        if truncated:
-            log.warning("epoch %d: %d sampled sequences were cut to model.max_len=%d", epoch, truncated,
-                        cfg.model.max_len)
         metrics = {"epoch": epoch, "train_truncated": truncated,
                    **{k: float(np.mean([s[k] for s in stats])) for k in stats[0]}}
         if rank == 0:  # validation is rank 0's job; only its metrics and checkpoint are kept

@@ -31,7 +31,8 @@ def test_fusion_loop_with_keyword_teacher_and_milvus_lite(ray_local, tmp_path):
     routing, dist = summary["routing"], summary["distill"]
     assert routing["general"] + routing["proprietary"] == 100 and routing["proprietary"] > 0
     pools = [r["pool"] for r in dist["rounds"]]
-    assert pools[0] == routing["proprietary"] and pools == sorted(pools, reverse=True)
+    assert pools[0] == routing["proprietary"] - dist["held_out"] and pools == sorted(pools, reverse=True)
+    assert dist["held_out"] == round(0.2 * routing["proprietary"])  # never fine-tuned on: the threshold's ground
     assert dist["kb_initial"] == routing["general"]
     assert dist["kb_final"] > dist["kb_initial"]  # clean samples joined the knowledge base
     assert (tmp_path / "kb.db").exists()  # Milvus Lite file

@@ -82,10 +82,15 @@ def test_subsets_and_routing_render():
     assert "0.250 ± 0.071" in out and "0.500 ± 0.000" in out
     routes = [{"pair": "A->B", "teacher": "keyword", "seed": 0, "rule": "tiebreak", "max_pool": 8,
                "routing": {"tau": 0.5, "general": 60, "proprietary": 40, "distinct_scores": 7},
-               "distill": {"pool_initial": 40, "pool_capped": 32, "leftovers": 1,
-                           "rounds": [{"pool": 8, "clean": 6}, {"pool": 2, "clean": 1}]}}]
+               "distill": {"pool_initial": 40, "pool_capped": 32, "held_out": 2, "leftovers": 1, "teacher_rate": 0.25,
+                           "rounds": [{"round": 0, "pool": 6, "clean": 5}, {"round": 1, "pool": 1, "clean": 0}]},
+               "round_precision": [{"round": 0, "normal_given": 4, "normal_right": 4, "anomalous_given": 1,
+                                    "anomalous_right": 0}, {"round": -1, "normal_given": 0, "normal_right": 0,
+                                                            "anomalous_given": 1, "anomalous_right": 1}],
+               "threshold": {"chosen_on": "30 target sequences never fine-tuned on"}}]
     line = render_routing(routes).splitlines()[2]
-    assert "| 60 | 40 | 7 | 8 of 40 (cap 8) | 8->6; 2->1 | 1 |" in line
+    assert ("| 60 | 40 | 8 of 40 (cap 8), 2 held out | 0.250 | 4 (4) / 1 (0); 0/0; leftovers 0 (0) / 1 (1) | 1 | "
+            "30 target sequences never fine-tuned on |") in line
 
 
 def test_load_suite_checks(tmp_path):
@@ -174,3 +179,20 @@ def test_render_only_writes_the_report_again_from_the_saved_record(tmp_path):
     assert "**MyApp**: `myapp.log`; 40 sequences (3 anomalous), 12 events" in md and "KRONE" not in md
     assert "Paper's numbers" not in md  # no pair of the paper was run
     assert render_report(rec) == md
+
+
+def test_gate_bolds_a_reference_not_met_and_the_teacher_bar_prints_each_margin():
+    from experiments.report import render_gate, render_teacher_bar
+
+    rows = [_row("HDFS (in-domain)", "in_domain", 0, 0.96, auroc=0.995, zero_label=False),
+            _row("BGL (in-domain)", "in_domain", 0, 0.80, auroc=0.9, zero_label=False)]
+    gate = render_gate(aggregate(rows), {"HDFS": {"f1": 0.97, "auroc": 0.99, "what": "plain GRU"}}).splitlines()
+    assert "**NO: below the reference**" in gate[2] and "F1 ≥ 0.97, AUROC ≥ 0.99 (plain GRU)" in gate[2]
+    assert gate[3].endswith("| - | - |")
+    rows = [_row("A->B", "keyword", 0, 0.5), _row("A->B", "source_only", 0, 0.1),
+            _row("A->B", "fusionlog", 0, 0.8, auroc=0.95, teacher="committee")]
+    checks = [{"pair": "A->B", "teacher": t, "role": "target", "f1": f} for t, f in (("committee", 0.7), ("pca", 0.6))]
+    line = render_teacher_bar(aggregate(rows), checks, {"B": {"f1": 0.65, "what": "Invariant Mining"}},
+                              "committee").splitlines()[2]
+    assert "0.650: Invariant Mining 0.650 (issue 15's table); pca 0.600 (this run)" in line
+    assert "| +0.050 | +0.100 | +0.300 | +0.400 | +0.050 | yes |" in line
