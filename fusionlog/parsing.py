@@ -148,7 +148,8 @@ class LineSplitter:
         if b"\x00" in raw or len(_CONTROL.findall(raw)) > max(2, len(raw) // 10):
             return "binary"
         try:
-            raw.decode("utf-8")
+            if not raw.decode("utf-8").strip():  # Unicode spaces only (NBSP, U+3000): no first token, no content
+                return "empty_line"
         except UnicodeDecodeError:
             return "undecodable"
         if len(raw) > self.max_line_chars:
