@@ -674,9 +674,12 @@ def validate(cfg: FusionLogConfig) -> list[str]:
     problems = nul_problems(cfg)
     if problems:  # paths are resolved below, and the OS raises on a NUL
         return problems
-    problems = [p for r in RANGES if (p := out_of_range(r.key, lookup(cfg, r.key), r.low, r.high, r.low_open, r.note))]
+    # the llm section matters only when a teacher uses the LLM (a keyword-teacher config may leave it as it is)
+    uses_llm = cfg.teacher.kind == "llm" or "llm" in cfg.teacher.members
+    ranges = [r for r in RANGES if uses_llm or not r.key.startswith("llm.")]
+    problems = [p for r in ranges if (p := out_of_range(r.key, lookup(cfg, r.key), r.low, r.high, r.low_open, r.note))]
     for key, allowed in CHOICES.items():
-        if lookup(cfg, key) not in allowed:
+        if (uses_llm or not key.startswith("llm.")) and lookup(cfg, key) not in allowed:
             problems.append(f"{key}: {lookup(cfg, key)!r}; allowed: {', '.join(allowed)}")
     names = list(cfg.data.systems)
     for name in [*cfg.data.sources, cfg.data.target]:
@@ -700,7 +703,8 @@ def validate(cfg: FusionLogConfig) -> list[str]:
         problems.append(f"retrieval.collection: {cfg.retrieval.collection!r}; Milvus allows letters, digits and "
                         "underscores, not starting with a digit")
     problems.extend(validate_teacher(cfg.teacher))
-    problems.extend(validate_llm(cfg.llm, used=cfg.teacher.kind == "llm" or "llm" in cfg.teacher.members))
+    if uses_llm:
+        problems.extend(validate_llm(cfg.llm))
     problems.extend(validate_tune(cfg.tune))
     return problems
 
@@ -713,10 +717,8 @@ def validate_teacher(tc: TeacherConfig) -> list[str]:
     return []
 
 
-def validate_llm(lc: LLMConfig, used: bool = True) -> list[str]:
-    """Back-end combinations; checked only when a teacher uses the LLM (its ranges are in RANGES)."""
-    if not used:
-        return []
+def validate_llm(lc: LLMConfig) -> list[str]:
+    """Back-end combinations, for a config whose teacher uses the LLM (its ranges are in RANGES)."""
     problems = []
     if lc.mode == "loglik" and lc.backend in ("http", "vllm"):
         problems.append(f"llm.mode: 'loglik' needs llm.backend 'llama_cpp' (got {lc.backend!r}); use mode 'generate'")
