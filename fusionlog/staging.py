@@ -54,7 +54,11 @@ def replace_dir(new: Path, final: Path) -> None:
     """``new`` takes ``final``'s place; the old directory is deleted only after the swap succeeded."""
     old = final.parent / f".{final.name}.old-{os.getpid()}-{secrets.token_hex(4)}" if final.exists() else None
     if old is not None:
-        os.rename(final, old)
+        try:
+            os.rename(final, old)
+        except OSError as exc:  # a mount point, or a folder another process holds
+            raise FusionLogError(f"cannot replace {final} ({exc.strerror}); the complete output is in {new}. If "
+                                 f"{final} is a mount point, give a directory inside it") from None
     try:
         os.rename(new, final)
     except OSError:
