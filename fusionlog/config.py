@@ -638,17 +638,25 @@ def lookup(cfg: Any, dotted: str) -> Any:
     return cfg
 
 
-def nul_problems(value: Any, where: str = "config") -> list[str]:
-    """Strings holding a NUL character, which no path or name may (the OS refuses them mid-run)."""
+def text_problems(value: Any, where: str = "") -> list[str]:
+    """Strings no path or name may hold (the OS refuses them mid-run): a NUL, or a lone surrogate (YAML "\\uD800")."""
     if isinstance(value, str):
-        return [f"{where}: contains a NUL character"] if "\x00" in value else []
+        if "\x00" in value:
+            return [f"{where}: contains a NUL character"]
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return [f"{where}: {value!r} is not valid Unicode text (a lone surrogate)"]
+        return []
     if dataclasses.is_dataclass(value):
-        return [p for f in dataclasses.fields(value) for p in nul_problems(getattr(value, f.name), f"{where}.{f.name}")]
-    if isinstance(value, dict):
-        return [p for k, v in value.items() for p in nul_problems(v, f"{where}.{k}")]
-    if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in nul_problems(v, f"{where}[{i}]")]
-    return []
+        items = [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
+    elif isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in text_problems(v, f"{where}[{i}]")]
+    else:
+        return []
+    return [p for k, v in items for p in text_problems(v, f"{where}.{k}" if where else str(k))]
 
 
 def _path_problems(cfg: FusionLogConfig) -> list[str]:
@@ -671,8 +679,8 @@ def validate(cfg: FusionLogConfig) -> list[str]:
     """Every value in its range or set of choices, and the cross-field checks a type system cannot express."""
     from fusionlog.systems import validate_system
 
-    problems = nul_problems(cfg)
-    if problems:  # paths are resolved below, and the OS raises on a NUL
+    problems = text_problems(cfg)
+    if problems:  # paths are resolved below, and the OS raises on these
         return problems
     # the llm section matters only when a teacher uses the LLM (a keyword-teacher config may leave it as it is)
     uses_llm = cfg.teacher.kind == "llm" or "llm" in cfg.teacher.members
