@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fusionlog import progress
-from fusionlog.artifact import KNOWLEDGE_BASE, ROUTING, Artifact, load_artifact, save_artifact
+from fusionlog.artifact import KNOWLEDGE_BASE, REQUIRED, ROUTING, Artifact, load_artifact, save_artifact
 from fusionlog.config import FusionLogConfig, FusionLogError, TeacherConfig, to_dict
 from fusionlog.dataset import PreparedSystem, TrainData, build_train_data, load_prepared
 from fusionlog.distill import DistillInputs, distill
@@ -25,8 +25,9 @@ from fusionlog.metrics import best_f1_threshold, precision_recall_f1
 from fusionlog.parsing import DRAIN_STATE
 from fusionlog.prepare import prepare
 from fusionlog.ray_runtime import ensure_ray
-from fusionlog.retrieval import make_store, write_knowledge_base
+from fusionlog.retrieval import knowledge_base_table, make_store
 from fusionlog.routing import RoutingResult, route
+from fusionlog.staging import check_replaceable, write_text_atomic
 from fusionlog.teachers import LabelRequest, Teacher, make_teacher
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: Optiona
 
     t0 = time.monotonic()
     out = Path(cfg.run.output_dir)
+    for folder in ("small", "fused"):  # before any work, not after an hour of distillation
+        check_replaceable(out / folder, REQUIRED, f"<run.output_dir>/{folder}")
     if not skip_prepare:
         prepare(cfg)
     sources, target, routing = route_target(cfg)
@@ -157,8 +160,7 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: Optiona
                          "val_auroc": best.get("val_auroc"), "threshold": art.threshold},
                "routing": routing.summary(), "distill": None}
 
-    fused = out / "fused"
-    fused.mkdir(parents=True, exist_ok=True)
+    kb_table = None
     if cfg.distill.enabled and (routing.proprietary.any() or cfg.distill.scope == "all"):
         sequences, summary["unknown_events_dropped"] = art.reindex(target)
         teacher = make_teacher(cfg.teacher, cfg.llm, cfg.embedding.minilm_path)
@@ -176,7 +178,7 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: Optiona
             summary["threshold"] = fused_threshold(art, sequences, target.seq_ids, result.pseudo_labels,
                                                    cfg.distill.threshold, cfg.train.eval_batch_size)
             summary["teacher"]["stats"] = dict(teacher.stats)
-            write_knowledge_base(fused / KNOWLEDGE_BASE, store)
+            kb_table = knowledge_base_table(store)
         finally:
             store.close()
             teacher.close()
@@ -186,19 +188,22 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: Optiona
     else:
         summary["distill_skipped"] = "distill.enabled=false"
 
+    def extras(folder: Path) -> None:
+        if kb_table is not None:
+            pq.write_table(kb_table, folder / KNOWLEDGE_BASE)
+        write_routing(folder, target, routing)
+        export_parsing_state(cfg.data.output_dir, cfg.data.target, folder)
+
+    fused = out / "fused"
     source_events = {e for s in sources for e in s.event_ids}
     threshold = summary["threshold"] = summary.get("threshold") or {"value": art.threshold, "chosen_on": "source-val"}
     summary["artifact"] = str(fused)
-    with progress.stage("write", 3, "steps", note=str(fused)) as bar:
+    with progress.stage("write", 1, "steps", note=str(fused)) as bar:
         save_artifact(fused, art.model.state_dict(), to_dict(cfg), art.table,
                       {**art.summary, "threshold": threshold["value"], "threshold_chosen_on": threshold["chosen_on"],
-                       "fusion": summary, "method": "fusionlog"}, source_events)
-        bar.advance()
-        write_routing(fused, target, routing)
-        bar.advance()
-        export_parsing_state(cfg.data.output_dir, cfg.data.target, fused)
+                       "fusion": summary, "method": "fusionlog"}, source_events, extras=extras)
         bar.advance()
     summary["seconds"] = round(time.monotonic() - t0, 1)
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    write_text_atomic(out / "train_summary.json", json.dumps(summary, indent=2, default=float) + "\n")
     log.info("fused artifact in %s", fused)
     return summary

@@ -174,3 +174,30 @@ def test_render_only_writes_the_report_again_from_the_saved_record(tmp_path):
     assert "**MyApp**: `myapp.log`; 40 sequences (3 anomalous), 12 events" in md and "KRONE" not in md
     assert "Paper's numbers" not in md  # no pair of the paper was run
     assert render_report(rec) == md
+
+
+def test_a_failed_run_is_retried_once_but_a_config_error_is_not():
+    """A meta-learning run lost to a Ray health check on a loaded machine passed when repeated (issue 17)."""
+    from types import SimpleNamespace
+
+    suite = SimpleNamespace(record=SimpleNamespace(rows=[]))
+    calls = []
+
+    def flaky():
+        calls.append("flaky")
+        if len(calls) == 1:
+            raise RuntimeError("WorkerGroupError: A worker health check failed")
+
+    Suite.guarded(suite, {"pair": "A->B"}, flaky)
+    assert calls == ["flaky", "flaky"] and suite.record.rows == []
+
+    def always(exc):
+        calls.append(type(exc).__name__)
+        raise exc
+
+    calls.clear()
+    Suite.guarded(suite, {"pair": "A->B"}, always, RuntimeError("boom"))
+    Suite.guarded(suite, {"pair": "A->C"}, always, FusionLogError("bad input"))
+    assert calls == ["RuntimeError", "RuntimeError", "FusionLogError"]
+    assert suite.record.rows == [{"pair": "A->B", "error": "RuntimeError: boom"},
+                                 {"pair": "A->C", "error": "FusionLogError: bad input"}]
