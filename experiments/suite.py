@@ -430,13 +430,24 @@ class Suite:
               f"AUROC={kept['auroc']:.3f} ({seconds:.0f} s)", flush=True)
 
     def guarded(self, what: dict, fn: Callable, *args) -> None:
-        """A failed run becomes an error row (reported), never a dead suite."""
-        try:
-            fn(*args)
-        except Exception as exc:  # noqa: BLE001 - reported in the table
-            log.exception("suite run failed: %s", what)
-            self.record.rows.append({**what, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
-            print(f"[suite] FAILED {what}: {type(exc).__name__}: {exc}", flush=True)
+        """A failed run is tried once more, then becomes an error row (reported), never a dead suite.
+
+        The retry is for transient failures (a Ray worker that missed a health check on a loaded
+        machine); a FusionLogError is the input's or config's fault and would fail again, so it is not retried.
+        """
+        for attempt in (1, 2):
+            try:
+                fn(*args)
+                return
+            except Exception as exc:  # noqa: BLE001 - reported in the table
+                if attempt == 1 and not isinstance(exc, FusionLogError):
+                    log.warning("suite run failed, retrying once: %s: %s: %s", what, type(exc).__name__, exc)
+                    print(f"[suite] retrying {what} after {type(exc).__name__}: {exc}", flush=True)
+                    continue
+                log.exception("suite run failed: %s", what)
+                self.record.rows.append({**what, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+                print(f"[suite] FAILED {what}: {type(exc).__name__}: {exc}", flush=True)
+                return
 
     def run_pair(self, p: dict, t_start: float) -> None:
         from fusionlog.dataset import load_train_data

@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from fusionlog.config import ModelConfig
+from fusionlog.config import FusionLogError, ModelConfig
 from fusionlog.dataset import EventTable, PreparedSystem
 from fusionlog.meta import predict_proba
 from fusionlog.model import SmallModel
+from fusionlog.staging import staged_dir
 
 log = logging.getLogger(__name__)
 
@@ -67,42 +70,67 @@ class Artifact:
 
 
 def save_artifact(out_dir: str | Path, weights: dict, config: dict, table: EventTable, summary: dict,
-                  source_events: set[str]) -> Path:
+                  source_events: set[str], extras: Optional[Callable[[Path], None]] = None) -> Path:
     """Write the four core files; ``summary`` must hold the ``threshold``.
 
     ``source_events`` marks the source systems' events (``is_source``), so serving measures a
-    sequence's bottleneck against the source events, as the router does.
+    sequence's bottleneck against the source events, as the router does. ``extras(dir)`` writes
+    further files (routing, knowledge base, drain3 state). All of it goes into a staging directory
+    renamed into place at the end, so the artifact appears whole or not at all.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(weights, out / MODEL)
-    (out / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
-    pq.write_table(pa.table({
-        "event_id": pa.array(table.event_ids, pa.string()),
-        "template": pa.array(table.templates, pa.string()),
-        "vector": pa.array(list(table.vectors), pa.list_(pa.float32())),
-        "is_source": pa.array([e in source_events for e in table.event_ids], pa.bool_()),
-    }), out / EVENTS)
-    (out / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=float))
+    with staged_dir(out, REQUIRED, "artifact directory") as stage:
+        torch.save(weights, stage / MODEL)
+        (stage / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
+        pq.write_table(pa.table({
+            "event_id": pa.array(table.event_ids, pa.string()),
+            "template": pa.array(table.templates, pa.string()),
+            "vector": pa.array(list(table.vectors), pa.list_(pa.float32())),
+            "is_source": pa.array([e in source_events for e in table.event_ids], pa.bool_()),
+        }), stage / EVENTS)
+        (stage / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=float))
+        if extras is not None:
+            extras(stage)
     return out
 
 
 def load_artifact(path: str | Path) -> Artifact:
-    """Rebuild the model (eval mode) with its event table and threshold."""
+    """Rebuild the model (eval mode) with its event table and threshold; a damaged file is named."""
     path = Path(path)
     missing = [f for f in REQUIRED if not (path / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{path} is not a small-model artifact: missing {', '.join(missing)}")
-    config = json.loads((path / CONFIG).read_text())
-    model_cfg = ModelConfig(**config["model"])
-    events = pq.read_table(path / EVENTS)
+    config, summary = _read_json(path / CONFIG), _read_json(path / SUMMARY)
+    try:
+        model_cfg = ModelConfig(**config["model"])
+        events = pq.read_table(path / EVENTS)
+    except (KeyError, TypeError, pa.ArrowException, OSError) as exc:
+        raise FusionLogError(f"{path}: damaged artifact ({type(exc).__name__}: {exc}); retrain or copy it again") from None
     if "is_source" not in events.column_names:
         raise ValueError(f"{path / EVENTS}: no is_source column; the artifact is from an older FusionLog, retrain it")
     vectors = np.asarray(events.column("vector").to_pylist(), dtype=np.float32)
     table = EventTable(events.column("event_id").to_pylist(), events.column("template").to_pylist(), vectors)
     model = SmallModel(model_cfg, vectors)
-    model.load_state_dict(torch.load(path / MODEL, map_location="cpu", weights_only=True))
+    try:
+        model.load_state_dict(torch.load(path / MODEL, map_location="cpu", weights_only=True))
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        raise FusionLogError(f"{path / MODEL}: cannot load the weights ({' '.join(str(exc).split())[:200]}); "
+                             "the file is truncated or from another model config: retrain or copy it again") from None
     model.eval()
-    summary = json.loads((path / SUMMARY).read_text())
     is_source = np.asarray(events.column("is_source").to_pylist(), dtype=bool)
-    return Artifact(model, model_cfg, table, is_source, float(summary["threshold"]), config, summary)
+    try:
+        threshold = float(summary["threshold"])
+    except (KeyError, TypeError, ValueError):
+        raise FusionLogError(f"{path / SUMMARY}: no numeric threshold; the artifact is damaged, retrain it") from None
+    return Artifact(model, model_cfg, table, is_source, threshold, config, summary)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FusionLogError(f"{path}: not valid JSON ({exc}); the artifact is damaged, retrain or copy it again") \
+            from None
+    if not isinstance(data, dict):
+        raise FusionLogError(f"{path}: expected a JSON object; the artifact is damaged")
+    return data

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from fusionlog.config import FusionLogError, load_config, to_dict
+from fusionlog.config import ConfigError, FusionLogError, load_config, read_yaml, to_dict
 from fusionlog.console import LOG_FILE, Terminal, session
 
 log = logging.getLogger("fusionlog")
@@ -35,6 +35,9 @@ def format_manifest(manifest: dict) -> str:
         reasons = {**m["lines_skipped"], **m["session_rows_skipped"]}
         if reasons:
             rows.append(f"{'':<11} skipped by reason: {json.dumps(reasons)}")
+        if m["grouping"].get("label_rows_skipped"):
+            rows.append(f"{'':<11} label-file rows skipped (label.on_bad_rows=skip): "
+                        f"{m['grouping']['label_rows_skipped']}")
     e = manifest["embedding"]
     rows.append(f"embedding: {e['encoder']} d={e['dim']} events={e['events']} oov tokens={e['oov_tokens']}/"
                 f"{e['tokens']} ({e['oov_rate']:.1%})")
@@ -49,11 +52,13 @@ def _train_small(cfg, args, term: Terminal) -> int:
 
     data = load_train_data(cfg.data.output_dir, cfg.data.sources, cfg.data.target, cfg.train.val_fraction, cfg.run.seed)
     ensure_ray(cfg.ray, cfg.run.progress)
-    fit = fit_small(cfg, data, artifact_dir=args.artifact)
-    export_parsing_state(cfg.data.output_dir, cfg.data.target, fit.artifact_dir)
+    fit = fit_small(cfg, data, artifact_dir=args.artifact,
+                    extras=lambda folder: export_parsing_state(cfg.data.output_dir, cfg.data.target, folder))
+    if fit.resumed_after is not None:
+        term.show(f"run {fit.name}: resumed after epoch {fit.resumed_after} from its last checkpoint")
     m = fit.best_metrics
-    term.show(f"run {fit.name}: best epoch {fit.best_epoch}, source-val F1 {m['val_f1']:.3f} AUROC "
-              f"{m['val_auroc']:.3f} (threshold {m['threshold']:.3f})")
+    term.show(f"run {fit.name}: best epoch {fit.best_epoch} ({fit.stopped}), source-val F1 {m['val_f1']:.3f} "
+              f"AUROC {m['val_auroc']:.3f} (threshold {m['threshold']:.3f})")
     term.show(f"artifact: {fit.artifact_dir}")
     return 0
 
@@ -131,11 +136,9 @@ def file_overrides(paths: list[str]) -> list[str]:
                 out.append(f"{prefix}{key}={json.dumps(value)}")
 
     for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        tree = yaml.safe_load(Path(path).read_text()) or {}
+        tree = read_yaml(path) or {}
         if not isinstance(tree, dict):
-            raise ValueError(f"{path}: top level must be a mapping, got {type(tree).__name__}")
+            raise ConfigError([f"{path}: top level must be a mapping, got {type(tree).__name__}"])
         walk(tree, "")
     return out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -16,15 +17,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fusionlog import progress
-from fusionlog.artifact import KNOWLEDGE_BASE, PSEUDO_LABELS, ROUTING, Artifact, load_artifact, save_artifact
+from fusionlog.artifact import KNOWLEDGE_BASE, PSEUDO_LABELS, REQUIRED, ROUTING, Artifact, load_artifact, save_artifact
 from fusionlog.config import FusionLogConfig, FusionLogError, TeacherConfig, to_dict
 from fusionlog.dataset import PreparedSystem, TrainData, build_train_data, load_prepared
 from fusionlog.distill import DistillInputs, distill, fused_threshold
 from fusionlog.parsing import DRAIN_STATE
 from fusionlog.prepare import prepare
 from fusionlog.ray_runtime import ensure_ray
-from fusionlog.retrieval import make_store, write_knowledge_base
+from fusionlog.retrieval import knowledge_base_table, make_store
 from fusionlog.routing import RoutingResult, route
+from fusionlog.staging import check_replaceable, write_text_atomic
 from fusionlog.teachers import Example, LabelRequest, Teacher, make_teacher
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,12 @@ def route_target(cfg: FusionLogConfig) -> tuple[list[PreparedSystem], PreparedSy
     routing = route(target.sequences, target.vectors, np.vstack([s.vectors for s in sources]), cfg.routing)
     log.info("routing: %s", routing.summary())
     return sources, target, routing
+
+
+def data_sizes(sources: list[PreparedSystem], target: PreparedSystem) -> dict:
+    """Sequences per system, anomalous ones for sources only: a target's count would be one of its labels."""
+    return {"sources": {s.name: {"sequences": len(s), "anomalous": int((s.labels == 1).sum())} for s in sources},
+            "target": {"name": target.name, "sequences": len(target)}}
 
 
 def write_routing(out: Path, target: PreparedSystem, routing: RoutingResult) -> None:
@@ -126,7 +134,10 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: Optiona
     """
     from fusionlog.train import fit_small, run_hash
 
+    t0 = time.monotonic()
     out = Path(cfg.run.output_dir)
+    for folder in ("small", "fused"):  # before any work, not after an hour of distillation
+        check_replaceable(out / folder, REQUIRED, f"<run.output_dir>/{folder}")
     if not skip_prepare:
         prepare(cfg)
     sources, target, routing = route_target(cfg)
@@ -144,10 +155,14 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: Optiona
                                  f"{expected} (model, meta, train, seed or data differ): train it here instead")
         log.info("reusing the small model %s (run %s)", small_model, found)
     art = load_artifact(small_model)
-    summary = {"small_model": str(small_model), "routing": routing.summary(), "distill": None}
+    best = art.summary.get("best_metrics", {})
+    summary = {"run_dir": str(out), "data": data_sizes(sources, target), "small_model": str(small_model),
+               "small": {"best_epoch": art.summary.get("best_epoch"), "val_f1": best.get("val_f1"),
+                         "val_auroc": best.get("val_auroc"), "threshold": art.threshold,
+                         "stopped": art.summary.get("stopped")},
+               "routing": routing.summary(), "distill": None}
 
-    fused = out / "fused"
-    fused.mkdir(parents=True, exist_ok=True)
+    kb_table = None
     if cfg.distill.enabled and (routing.proprietary.any() or cfg.distill.scope == "all"):
         sequences, summary["unknown_events_dropped"] = art.reindex(target)
         teacher = make_teacher(cfg.teacher, cfg.llm, cfg.embedding.minilm_path)
@@ -169,21 +184,34 @@ def train(cfg: FusionLogConfig, skip_prepare: bool = False, small_model: Optiona
                 cfg.distill.threshold, cfg.train.eval_batch_size, cfg.model.max_len)
             summary["teacher"]["stats"] = dict(teacher.stats)
             summary["teacher"]["report"] = getattr(teacher, "report", {})
-            write_pseudo_labels(fused / PSEUDO_LABELS, result.pseudo_labels)
-            write_knowledge_base(fused / KNOWLEDGE_BASE, store)
+            pseudo = result.pseudo_labels
+            kb_table = knowledge_base_table(store)
         finally:
             store.close()
             teacher.close()
     elif cfg.distill.enabled:
         log.info("no proprietary target sequences: nothing to distill")
+        summary["distill_skipped"] = "the router left no proprietary target sequences"
+    else:
+        summary["distill_skipped"] = "distill.enabled=false"
 
+    def extras(folder: Path) -> None:
+        if kb_table is not None:
+            pq.write_table(kb_table, folder / KNOWLEDGE_BASE)
+            write_pseudo_labels(folder / PSEUDO_LABELS, pseudo)
+        write_routing(folder, target, routing)
+        export_parsing_state(cfg.data.output_dir, cfg.data.target, folder)
+
+    fused = out / "fused"
     source_events = {e for s in sources for e in s.event_ids}
-    threshold = summary.get("threshold") or {"value": art.threshold, "chosen_on": "source-val"}
-    save_artifact(fused, art.model.state_dict(), to_dict(cfg), art.table,
-                  {**art.summary, "threshold": threshold["value"], "threshold_chosen_on": threshold["chosen_on"],
-                   "fusion": summary, "method": "fusionlog"}, source_events)
-    write_routing(fused, target, routing)
-    export_parsing_state(cfg.data.output_dir, cfg.data.target, fused)
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    threshold = summary["threshold"] = summary.get("threshold") or {"value": art.threshold, "chosen_on": "source-val"}
+    summary["artifact"] = str(fused)
+    with progress.stage("write", 1, "steps", note=str(fused)) as bar:
+        save_artifact(fused, art.model.state_dict(), to_dict(cfg), art.table,
+                      {**art.summary, "threshold": threshold["value"], "threshold_chosen_on": threshold["chosen_on"],
+                       "fusion": summary, "method": "fusionlog"}, source_events, extras=extras)
+        bar.advance()
+    summary["seconds"] = round(time.monotonic() - t0, 1)
+    write_text_atomic(out / "train_summary.json", json.dumps(summary, indent=2, default=float) + "\n")
     log.info("fused artifact in %s", fused)
-    return {**summary, "artifact": str(fused)}
+    return summary

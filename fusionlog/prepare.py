@@ -4,7 +4,8 @@ Outputs, per system, under ``data.output_dir/<SYSTEM>/``:
 ``events.parquet`` (event_id, template, count, vector), ``sequences.parquet`` (seq_id, event_ids,
 label, source_file, line_numbers, source_row), ``drain3_state.bin`` (raw inputs only) and
 ``manifest.json`` (lines read = parsed + skipped, skips by reason, sequences and anomalies).
-The run's ``manifest.json`` and resolved ``config.yaml`` sit at the top.
+The run's ``manifest.json`` and resolved ``config.yaml`` sit at the top. The directory is replaced
+as a whole when the run completes (fusionlog/staging.py), never updated in place.
 """
 from __future__ import annotations
 
@@ -22,12 +23,16 @@ import yaml
 from fusionlog import progress
 from fusionlog.config import FusionLogConfig, FusionLogError, ParsingConfig, RayConfig, SystemConfig, to_dict
 from fusionlog.embedding import embed_templates
+from fusionlog.input_checks import check_format, check_input_files, check_label_field
 from fusionlog.parsing import DRAIN_STATE, input_bytes, parse_parallel, parse_sequential, save_miner, skip_counts
 from fusionlog.ray_runtime import ensure_ray
 from fusionlog.sequences import Sequences, event_counts, group_lines
 from fusionlog.sessions import load_sessions
+from fusionlog.staging import check_replaceable, staged_dir
 
 log = logging.getLogger(__name__)
+
+PREPARED_MARKERS = ("manifest.json", "config.yaml")  # a directory holding one of these was written by prepare
 
 
 @dataclass
@@ -68,11 +73,9 @@ def ingest_system(system: SystemConfig, parsing: ParsingConfig, ray_cfg: RayConf
     templates: dict[str, str] = {}
     seqs = Sequences()
     miner = None
+    check_input_files({system.name: system}, [system.name])
     raw = [s.path for s in system.inputs if s.shape == "raw"]
     if raw:
-        for p in raw:
-            if not Path(p).is_file():
-                raise FileNotFoundError(f"data.systems.{system.name}: input file not found: {p}")
         small = input_bytes(raw) < parsing.parallel_min_bytes
         if parsing.parallel and not small:
             ensure_ray(ray_cfg, progress)
@@ -86,9 +89,11 @@ def ingest_system(system: SystemConfig, parsing: ParsingConfig, ray_cfg: RayConf
         man.lines_skipped = skip_counts(result.table)
         man.lines_parsed = man.lines_read - sum(man.lines_skipped.values())
         man.unmatched_lines_learned = result.unmatched_added
+        check_format(result.table, raw, system, parsing.max_format_mismatch)
         if man.lines_parsed == 0:
             raise FusionLogError(f"{system.name}: none of the {man.lines_read} lines parsed "
                                  f"(skips: {man.lines_skipped}); check log_format {system.log_format!r}")
+        check_label_field(result.table, raw, system)
         raw_seqs, report = group_lines(result.table, system, raw)
         man.grouping = asdict(report)
         templates.update(result.templates)
@@ -103,6 +108,9 @@ def ingest_system(system: SystemConfig, parsing: ParsingConfig, ray_cfg: RayConf
         man.session_files.append(spec.path)
         man.session_rows_read += report.rows_read
         skipped.update(report.skipped)
+        if report.first_bad_row:
+            log.warning("%s: %d session rows skipped as bad_row; the first: %s", system.name,
+                        report.skipped["bad_row"], report.first_bad_row)
         seqs.extend(part)
     man.session_rows_skipped = dict(skipped)
     if len(seqs) == 0:
@@ -133,11 +141,16 @@ def write_system(out_dir: Path, data: IngestedSystem, vectors: dict[str, list[fl
 
 
 def prepare(cfg: FusionLogConfig) -> dict:
-    """Run ingestion for every source and the target; returns the run manifest."""
+    """Run ingestion for every source and the target; returns the run manifest.
+
+    Every input file is checked before any work, and the outputs are written into a staging
+    directory that replaces ``data.output_dir`` only when complete: a failed run leaves the
+    previous prepared data untouched.
+    """
     names = [*cfg.data.sources, cfg.data.target]
     out = Path(cfg.data.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    check_replaceable(out, PREPARED_MARKERS, "data.output_dir")
+    check_input_files(cfg.data.systems, names)
     loaded: dict[str, IngestedSystem] = {}
     with progress.stage("prepare", len(names) + 1, "steps") as bar:  # a step per system, then the embedding
         for name in names:
@@ -148,6 +161,9 @@ def prepare(cfg: FusionLogConfig) -> dict:
             log.info("%s: %d lines read, %d parsed, skipped %s; %d sessions rows; %d sequences (%d anomalous), "
                      "%d events", name, m.lines_read, m.lines_parsed, m.lines_skipped or "none",
                      m.session_rows_read, m.sequences, m.anomalous, m.events)
+            if m.grouping.get("label_rows_skipped"):
+                log.warning("%s: %d label-file rows skipped (label.on_bad_rows=skip)", name,
+                            m.grouping["label_rows_skipped"])
             bar.advance()
         # One embedding call over the events of all systems: the IDF is shared (FusionLog §III-B).
         all_ids = sorted({i for d in loaded.values() for i in event_counts(d.sequences)})
@@ -155,10 +171,12 @@ def prepare(cfg: FusionLogConfig) -> dict:
         text = {i: t for d in loaded.values() for i, t in d.templates.items()}
         vectors, report = embed_templates([text[i] for i in all_ids], cfg.embedding)
         by_id = {i: vectors[k].tolist() for k, i in enumerate(all_ids)}
-        for name, data in loaded.items():
-            write_system(out / name, data, by_id)
         bar.advance(note=", ".join(f"{n} {d.manifest.sequences} seq" for n, d in loaded.items()))
     manifest = {"systems": {n: asdict(d.manifest) for n, d in loaded.items()}, "embedding": report.to_dict(),
                 "sources": cfg.data.sources, "target": cfg.data.target}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    with staged_dir(out, PREPARED_MARKERS, "data.output_dir") as stage:
+        (stage / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        for name, data in loaded.items():
+            write_system(stage / name, data, by_id)
+        (stage / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -182,18 +182,15 @@ def make_store(cfg: RetrievalConfig, dim: int, output_dir: str) -> VectorStore:
     return MilvusStore(uri, cfg.collection, dim, cfg.milvus_token)
 
 
-def write_knowledge_base(path: Path, store: VectorStore) -> int:
-    """Export the store as Parquet (seq_id, content, label, confidence, vector) for read-only use by serving."""
+def knowledge_base_table(store: VectorStore):
+    """The store as an Arrow table (seq_id, content, label, confidence, vector), for read-only use by serving."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     records, vectors = store.export()
-    table = pa.table({"seq_id": [r.seq_id for r in records], "content": [r.content for r in records],
-                      "label": pa.array([r.label for r in records], pa.int8()),
-                      "confidence": [r.confidence for r in records],
-                      "vector": pa.array([v.tolist() for v in vectors], pa.list_(pa.float32()))})
-    pq.write_table(table, path)
-    return len(records)
+    return pa.table({"seq_id": [r.seq_id for r in records], "content": [r.content for r in records],
+                     "label": pa.array([r.label for r in records], pa.int8()),
+                     "confidence": [r.confidence for r in records],
+                     "vector": pa.array([v.tolist() for v in vectors], pa.list_(pa.float32()))})
 
 
 def read_knowledge_base(path: Path) -> MemoryStore:

@@ -6,8 +6,6 @@ Nothing is dropped silently: every line or id that does not end up in a sequence
 """
 from __future__ import annotations
 
-import csv
-import gzip
 import math
 import re
 from collections import Counter
@@ -18,6 +16,7 @@ from typing import Sequence as Seq
 import pyarrow as pa
 
 from fusionlog.config import FusionLogError, LabelRule, SystemConfig
+from fusionlog.csvrows import header_and_rows, open_text
 
 SEQUENCE_SCHEMA = pa.schema([
     ("seq_id", pa.string()), ("event_ids", pa.list_(pa.string())), ("label", pa.int8()),
@@ -67,19 +66,35 @@ class Sequences:
 # ----------------------------------------------------------------------------- labels
 
 
-def read_label_file(path: str, rule: LabelRule) -> dict[str, int]:
-    """CSV of id,label -> {id: 1 anomalous / 0 normal}."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"label file not found: {path}")
-    opener = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "rt", newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in (rule.id_column, rule.label_column) if c not in (reader.fieldnames or [])]
+def read_label_file(path: str, rule: LabelRule) -> tuple[dict[str, int], int]:
+    """CSV of id,label -> ({id: 1 anomalous / 0 normal}, bad rows skipped).
+
+    A row that is not valid CSV, has the wrong number of fields or a label in neither
+    ``anomaly_values`` nor ``normal_values`` stops with the file and line (``label.on_bad_rows:
+    error``), or is skipped and counted (``skip``): one bad row must never relabel the rest.
+    """
+    with open_text(path) as fh:
+        header, rows = header_and_rows(fh, f"label file {path}")
+        missing = [c for c in (rule.id_column, rule.label_column) if c not in header]
         if missing:
             raise FusionLogError(f"label file {path}: missing column(s) {', '.join(missing)}; "
-                                 f"has: {', '.join(reader.fieldnames or [])}")
-        return {row[rule.id_column]: int(row[rule.label_column] in rule.anomaly_values) for row in reader}
+                                 f"has: {', '.join(header)}")
+        id_col, label_col = header.index(rule.id_column), header.index(rule.label_column)
+        labels: dict[str, int] = {}
+        skipped = 0
+        for row in rows:
+            value = row.fields[label_col].strip() if not row.error else ""
+            if not row.error and value not in rule.anomaly_values and value not in rule.normal_values:
+                row.error = (f"label {value!r} is in neither label.anomaly_values {rule.anomaly_values} "
+                             f"nor label.normal_values {rule.normal_values}")
+            if row.error:
+                if rule.on_bad_rows != "skip":
+                    raise FusionLogError(f"label file {path}:{row.line}: {row.error}; fix the row, or set "
+                                         "label.on_bad_rows=skip to skip and count bad rows")
+                skipped += 1
+                continue
+            labels[row.fields[id_col].strip()] = int(value in rule.anomaly_values)
+    return labels, skipped
 
 
 def read_id_list(path: str, id_regex: str) -> set[str]:
@@ -113,6 +128,7 @@ class SequenceReport:
     lines_without_time: int = 0
     partial_windows: int = 0  # a last window shorter than window_size (kept when grouping.keep_partial)
     lines_in_dropped_tail: int = 0  # lines after the last full window when keep_partial is false
+    label_rows_skipped: int = 0  # label-file rows that did not parse, skipped under label.on_bad_rows=skip
     unlabelled_sequences: int = 0  # ids the label file does not know
     label_ids_not_in_log: int = 0  # ids of the label file no sequence has (a sample of a larger log)
 
@@ -222,7 +238,9 @@ def _apply_labels(seqs: Sequences, system: SystemConfig, paths: Seq[str], report
     if rule.kind == "label_file":
         table: dict[str, int] = {}
         for p in label_paths:
-            table.update(read_label_file(p, rule))
+            part, skipped = read_label_file(p, rule)
+            table.update(part)
+            report.label_rows_skipped += skipped
         seqs.labels = [table.get(sid, -1) for sid in seqs.seq_ids]
         report.unlabelled_sequences = sum(1 for x in seqs.labels if x == -1)
         report.label_ids_not_in_log = len(set(table) - set(seqs.seq_ids))

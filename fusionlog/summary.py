@@ -32,6 +32,10 @@ def data_line(data: dict) -> str:
 
 def teacher_line(teacher: dict) -> str:
     kind = teacher["kind"] + (f" ({teacher['backend']})" if teacher.get("backend") else "")
+    if teacher.get("source_members"):  # a committee vote: member reliabilities learnt on source-val
+        rate = (teacher.get("report") or {}).get("anomaly_rate")
+        return (f"{kind}, member reliabilities from {teacher['samples']} source-val sequences; estimated target "
+                f"anomaly rate {_num(rate)}")
     if teacher.get("calibrated"):
         return f"{kind}, threshold {_num(teacher['threshold'])} calibrated on {teacher['samples']} source-val sequences"
     return f"{kind}, its own rule (threshold {_num(teacher.get('threshold'))})"
@@ -41,7 +45,8 @@ def distill_lines(d: dict) -> list[str]:
     """Two lines: the pool and clean samples per class per round; fine-tuning and leftovers."""
     rounds = d["rounds"]
     per_round = " ".join(f"{r['clean'] - r['clean_anomalous']}/{r['clean_anomalous']}" for r in rounds)
-    pool = f"pool {d['pool_initial']}" + (f" ({d['pool_capped']} capped out)" if d.get("pool_capped") else "")
+    pool = (f"pool {d['pool_initial']}" + (f" ({d['pool_capped']} capped out)" if d.get("pool_capped") else "")
+            + (f", {d['held_out']} held out" if d.get("held_out") else ""))
     first = f"{len(rounds)} rounds, {pool}; clean normal/anomalous per round: {per_round or 'none'}"
     tuned = [str(r["round"] + 1) for r in rounds if r.get("finetuned_on")]
     second = f"fine-tuned in round {', '.join(tuned)}" if tuned else "fine-tuned in no round"
@@ -69,8 +74,8 @@ def warnings(summary: dict) -> list[str]:
     labels = summary.get("pseudo_labels") or {}
     if sum(labels.values()) and min(labels.values()) == 0:
         only = "normal" if labels.get("normal") else "anomalous"
-        out.append(f"pseudo-labels of one class only (all {sum(labels.values())} {only}): threshold kept from "
-                   "source-val")
+        out.append(f"pseudo-labels of one class only (all {sum(labels.values())} {only}): nothing was learnt "
+                   "from them")
     stats = (summary.get("teacher") or {}).get("stats") or {}
     if stats.get("requests") and not stats.get("labelled"):
         out.append(f"the teacher answered none of its {stats['requests']} requests: is it available?")

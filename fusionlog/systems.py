@@ -82,6 +82,9 @@ def resolve_systems(tree: dict, problems: list[str]) -> dict:
     resolved: dict[str, dict] = {}
     for name, body in systems.items():
         body = body or {}
+        if not isinstance(body, dict):
+            problems.append(f"data.systems.{name}: expected a mapping (log_format, label, grouping, inputs), got {body!r}")
+            continue
         canonical = builtin_by_lower.get(str(name).lower())
         if canonical is not None and str(name) != canonical:
             problems.append(f"data.systems.{name}: built-in systems are spelled {canonical!r}")
@@ -95,9 +98,8 @@ def resolve_systems(tree: dict, problems: list[str]) -> dict:
             problems.append(f"data.systems.{name}: unknown system and no log_format given; "
                             f"known: {known_systems()} (or define log_format, label, grouping, inputs)")
             continue
-        resolved[str(name)] = _merge(base, body) if isinstance(body, dict) else body
-        if isinstance(resolved[str(name)], dict):
-            resolved[str(name)].setdefault("name", str(name))
+        resolved[str(name)] = _merge(base, body)
+        resolved[str(name)].setdefault("name", str(name))
     sources = data.get("sources", ["HDFS"])
     target = data.get("target", "BGL")
     named = [*(sources if isinstance(sources, list) else [sources]), target]
@@ -123,11 +125,16 @@ def format_regex(log_format: str) -> tuple[re.Pattern, list[str]]:
     """Loghub format string -> anchored regex with one named group per ``<Field>``.
 
     Literal text between fields must match exactly, except runs of spaces match any whitespace.
+    A field followed by spaces only is one run of non-space characters (``\\S*``), others are lazy
+    (``.*?``, free to hold spaces, like OpenStack's ``[<ADDR>]``). With ``.*?`` everywhere a line that
+    does not match backtracks over every split of its words, about n^5: a BGL line against HDFS's
+    format took 0.3 s at 500 characters and 10 s at 1,000 (days at 10,000, the request limit); now
+    90 microseconds at 10,000. Fields came out identical on 57,000 lines of the samples and corpora.
     """
     parts = re.split(r"(<[^<>]+>)", log_format)
     headers: list[str] = []
     pattern = ""
-    for part in parts:
+    for k, part in enumerate(parts):
         if part.startswith("<") and part.endswith(">") and len(part) > 2:
             name = part[1:-1]
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
@@ -135,14 +142,17 @@ def format_regex(log_format: str) -> tuple[re.Pattern, list[str]]:
             if name in headers:
                 raise ValueError(f"log_format field <{name}> appears twice")
             headers.append(name)
-            pattern += f"(?P<{name}>.*?)"
+            spaces_next = k + 1 < len(parts) and parts[k + 1] != "" and set(parts[k + 1]) == {" "}
+            pattern += f"(?P<{name}>\\S*)" if spaces_next else f"(?P<{name}>.*?)"
         else:
             pattern += re.sub(r"\\ +", r"\\s+", re.escape(part))
     return re.compile("^" + pattern + "$"), headers
 
 
 def validate_system(system: Any, where: str) -> list[str]:
-    """Cross-field checks for one system; returns the problems found."""
+    """Cross-field checks and value ranges for one system; returns the problems found."""
+    from fusionlog.config import out_of_range
+
     problems = []
     needs_format = any(spec.shape == "raw" for spec in system.inputs)
     try:
@@ -157,29 +167,77 @@ def validate_system(system: Any, where: str) -> list[str]:
     for i, rule in enumerate(system.masking):
         try:
             re.compile(rule.regex)
-        except re.error as exc:
+        except (re.error, RecursionError, OverflowError) as exc:
             problems.append(f"{where}.masking[{i}].regex: {rule.regex!r} does not compile: {exc}")
-    if system.label.kind not in LABEL_KINDS:
-        problems.append(f"{where}.label.kind: {system.label.kind!r}; allowed: {', '.join(LABEL_KINDS)}")
+    problems.extend(p for p in (
+        out_of_range(f"{where}.max_lines", system.max_lines, 0, note="0 = all lines"),
+        out_of_range(f"{where}.drain_sim_th", system.drain_sim_th, 0, 1, note="0 = parsing.sim_th"),
+        out_of_range(f"{where}.label.max_alert_share", system.label.max_alert_share, 0, 1, low_open=True)) if p)
+    if system.drain_depth != 0 and system.drain_depth < 3:
+        problems.append(f"{where}.drain_depth: {system.drain_depth}; must be 0 (= parsing.depth) or >= 3")
+    problems.extend(_validate_label(system, where))
     g = system.grouping
     if needs_format:  # grouping only applies to raw lines; sessions arrive grouped
         problems.extend(_validate_grouping(g, where))
     if not system.inputs:
         problems.append(f"{where}.inputs: no input files; add at least one {{path: ..., shape: raw|sessions}}")
     for i, spec in enumerate(system.inputs):
-        if spec.shape not in INPUT_SHAPES:
-            problems.append(f"{where}.inputs[{i}].shape: {spec.shape!r}; allowed: {', '.join(INPUT_SHAPES)}")
-        if spec.shape == "sessions":
-            if spec.sequence_kind not in ("event_ids", "templates"):
-                problems.append(f"{where}.inputs[{i}].sequence_kind: {spec.sequence_kind!r}; "
-                                "allowed: event_ids, templates")
-            if spec.sequence_format not in ("space", "list"):
-                problems.append(f"{where}.inputs[{i}].sequence_format: {spec.sequence_format!r}; "
-                                "allowed: space, list")
-            if spec.sequence_kind == "event_ids" and not spec.templates_path:
-                problems.append(f"{where}.inputs[{i}].templates_path: needed for sequence_kind event_ids")
-            if not spec.label_column and spec.fixed_label not in (0, 1):
-                problems.append(f"{where}.inputs[{i}]: give label_column or fixed_label (0 or 1)")
+        problems.extend(_validate_input(spec, f"{where}.inputs[{i}]"))
+    return problems
+
+
+def _validate_label(system: Any, where: str) -> list[str]:
+    rule = system.label
+    problems = []
+    if rule.kind not in LABEL_KINDS:
+        problems.append(f"{where}.label.kind: {rule.kind!r}; allowed: {', '.join(LABEL_KINDS)}")
+    if rule.kind in ("label_file", "id_list") and system.grouping.kind != "id_regex" \
+            and any(s.shape == "raw" for s in system.inputs):
+        problems.append(f"{where}.label.kind: {rule.kind!r} labels sequences by id, so it needs grouping.kind "
+                        f"id_regex (got {system.grouping.kind!r}); use first_token or none for windows")
+    if rule.kind == "first_token" and (not rule.normal_token or rule.normal_token.split() != [rule.normal_token]):
+        problems.append(f"{where}.label.normal_token: {rule.normal_token!r}; must be one token without spaces")
+    if rule.on_bad_rows not in ("error", "skip"):
+        problems.append(f"{where}.label.on_bad_rows: {rule.on_bad_rows!r}; allowed: error, skip")
+    problems.extend(_label_values(rule.anomaly_values, rule.normal_values, f"{where}.label"))
+    return problems
+
+
+def _label_values(anomaly: list[str], normal: list[str], where: str) -> list[str]:
+    """Both sets given and disjoint, so every label in a file is one or the other (or an error)."""
+    if not anomaly or not normal:
+        return [f"{where}: anomaly_values and normal_values must both be non-empty"]
+    both = sorted(set(anomaly) & set(normal))
+    return [f"{where}: {', '.join(map(repr, both))} is both in anomaly_values and normal_values"] if both else []
+
+
+def _validate_input(spec: Any, where: str) -> list[str]:
+    from fusionlog.config import out_of_range
+
+    problems = []
+    if not spec.path.strip():
+        problems.append(f"{where}.path: empty; give the input file")
+    if spec.shape not in INPUT_SHAPES:
+        problems.append(f"{where}.shape: {spec.shape!r}; allowed: {', '.join(INPUT_SHAPES)}")
+    if spec.shape != "sessions":
+        return problems
+    if spec.sequence_kind not in ("event_ids", "templates"):
+        problems.append(f"{where}.sequence_kind: {spec.sequence_kind!r}; allowed: event_ids, templates")
+    if spec.sequence_format not in ("space", "list"):
+        problems.append(f"{where}.sequence_format: {spec.sequence_format!r}; allowed: space, list")
+    if spec.sequence_kind == "event_ids" and not spec.templates_path:
+        problems.append(f"{where}.templates_path: needed for sequence_kind event_ids")
+    if not spec.label_column and spec.fixed_label not in (0, 1):
+        problems.append(f"{where}: give label_column or fixed_label (0 or 1)")
+    if spec.fixed_label not in (-1, 0, 1):
+        problems.append(f"{where}.fixed_label: {spec.fixed_label}; allowed: 0, 1 or -1 (unset)")
+    if not spec.has_header and not spec.sequence_column.isdigit():
+        problems.append(f"{where}.sequence_column: {spec.sequence_column!r}; without a header give the column's "
+                        "index, e.g. '0'")
+    if (p := out_of_range(f"{where}.max_rows", spec.max_rows, 0, note="0 = all rows")):
+        problems.append(p)
+    if spec.label_column:
+        problems.extend(_label_values(spec.anomaly_values, spec.normal_values, where))
     return problems
 
 
@@ -194,9 +252,14 @@ def _validate_grouping(g: Any, where: str) -> list[str]:
                 problems.append(f"{where}.grouping.id_regex: empty; give a regex such as 'blk_-?\\d+'")
         except re.error as exc:
             problems.append(f"{where}.grouping.id_regex: {g.id_regex!r} does not compile: {exc}")
-    if g.kind == "count_window" and not 1 <= g.window_step <= g.window_size:
+    if g.kind == "count_window" and g.window_size < 1:
+        problems.append(f"{where}.grouping.window_size: {g.window_size}; must be >= 1")
+    elif g.kind == "count_window" and not 1 <= g.window_step <= g.window_size:
         problems.append(f"{where}.grouping: need 1 <= window_step ({g.window_step}) <= window_size "
                         f"({g.window_size}), so every line lands in a window")
-    if g.kind == "time_window" and g.window_seconds <= 0:
+    if g.kind == "time_window" and not 0 < g.window_seconds < float("inf"):
         problems.append(f"{where}.grouping.window_seconds: {g.window_seconds}; must be > 0")
+    if g.kind == "time_window" and g.time_format != "epoch" and "%" not in g.time_format:
+        problems.append(f"{where}.grouping.time_format: {g.time_format!r}; 'epoch' or a strptime format such as "
+                        "'%Y-%m-%d-%H.%M.%S.%f'")
     return problems

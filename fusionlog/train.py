@@ -17,7 +17,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import ray
 import ray.train
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 RUN_FILE = "run.json"
+RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's list of registered checkpoints, in the run folder
 
 
 @dataclass
@@ -45,6 +46,7 @@ class FitResult:
     best_metrics: dict
     history: list[dict]
     stopped: str = ""  # why training ended (source-val patience, a perfect source-val, or the epoch budget)
+    resumed_after: Optional[int] = None  # the epoch of the checkpoint this run resumed from; None = a fresh run
 
 
 def run_identity(cfg: FusionLogConfig, data: TrainData) -> dict:
@@ -72,6 +74,27 @@ def check_run_dir(run_dir: Path, expected_hash: str) -> None:
         if found != expected_hash:
             raise ValueError(f"{marker.parent} was written by run {found}, but this config and data give run "
                              f"{expected_hash}; use another run name or storage path, or the matching config")
+
+
+def resume_point(run_dir: Path) -> tuple[Optional[str], list[str]]:
+    """The checkpoint Ray Train will resume from (the latest its snapshot lists), and checkpoint folders on
+    disk that the snapshot does not list.
+
+    Rank 0 persists ``epoch_NNNN/`` inside ``ray.train.report``; the controller registers it (and
+    rewrites the snapshot, then applies ``num_to_keep``) only when it next polls the workers. After
+    a SIGKILL of ``fusionlog train-small`` on the demo config the disk held epoch_0000-0003 and the
+    snapshot listed 0000-0001: the workers outlive the driver by a few seconds and keep reporting.
+    Ray resumes from the snapshot's latest and writes the later epochs again, so unlisted folders
+    are stale (and would never be pruned by ``num_to_keep``).
+    """
+    snapshot = Path(run_dir) / RAY_SNAPSHOT
+    listed, latest = set(), None
+    if snapshot.is_file():
+        state = json.loads(snapshot.read_text())
+        listed = {c["checkpoint_dir_name"] for c in state.get("checkpoint_results", [])}
+        latest = (state.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name")
+    on_disk = {m.parent.name for m in Path(run_dir).glob(f"*/{RUN_FILE}")}
+    return latest, sorted(on_disk - listed)
 
 
 def _read_state(checkpoint: ray.train.Checkpoint, expected_hash: str) -> dict:
@@ -148,16 +171,19 @@ def epoch_progress(bar: progress.Stage) -> Iterator[list]:
 
 
 def fit_small(cfg: FusionLogConfig, data: TrainData, name: Optional[str] = None,
-              artifact_dir: Optional[str | Path] = None, callbacks: Optional[list] = None) -> FitResult:
+              artifact_dir: Optional[str | Path] = None, callbacks: Optional[list] = None,
+              extras: Optional[Callable[[Path], None]] = None) -> FitResult:
     """Train (Ray Train, or in this process with ``train.launcher=local``) and write the model artifact.
 
     ``name`` defaults to ``run_name(cfg, data)``; the same name and storage resume the run.
     ``callbacks`` go to Ray Train's RunConfig (Ray Tune passes ``TuneReportCallback()`` here).
+    ``extras(dir)`` adds files to the artifact before it is renamed into place (the drain3 state).
     """
     expected = run_hash(cfg, data)
     name = name or run_name(cfg, data)
     storage = Path(cfg.train.storage_path or Path(cfg.run.output_dir) / "ray_train").resolve()
     check_run_dir(storage / name, expected)
+    resumed_after = _resume_point(cfg, storage / name, name)
     log.info("run %s in %s: %s launcher, %d workers, gpu=%s", name, storage, cfg.train.launcher, cfg.ray.num_workers,
              cfg.ray.use_gpu)
     with progress.stage("train", cfg.train.epochs, "epochs") as bar:
@@ -173,10 +199,28 @@ def fit_small(cfg: FusionLogConfig, data: TrainData, name: Optional[str] = None,
                "best_epoch": best["epoch"], "best_metrics": best["metrics"], "history": state["history"],
                "epochs_run": state["epoch"] + 1, "stopped": state.get("stopped") or "not stopped",
                "data_counts": data.counts, "sources": data.source_names, "target": data.target_name}
-    save_artifact(out, best["model"], to_dict(cfg), data.table, summary, data.source_events())
+    save_artifact(out, best["model"], to_dict(cfg), data.table, summary, data.source_events(), extras=extras)
     log.info("run %s: best epoch %d of %d (%s); %s; artifact in %s", name, best["epoch"], state["epoch"] + 1,
              {k: v for k, v in best["metrics"].items() if k.startswith("val_")}, summary["stopped"], out)
-    return FitResult(name, out, best["epoch"], best["metrics"], state["history"], summary["stopped"])
+    return FitResult(name, out, best["epoch"], best["metrics"], state["history"], summary["stopped"], resumed_after)
+
+
+def _resume_point(cfg: FusionLogConfig, run_dir: Path, name: str) -> Optional[int]:
+    """The epoch a rerun resumes after (None: a fresh run), said in the log; Ray's stale checkpoints removed."""
+    if cfg.train.launcher == "local":
+        marker = run_dir / "local" / RUN_FILE
+        resumed_after = json.loads(marker.read_text())["epoch"] if marker.is_file() else None
+    else:
+        latest, stale = resume_point(run_dir)
+        for folder in stale:
+            log.warning("run %s: removing checkpoint %s, written by a killed run but never registered by Ray", name,
+                        folder)
+            shutil.rmtree(run_dir / folder)
+        marker = run_dir / (latest or "-") / RUN_FILE
+        resumed_after = json.loads(marker.read_text())["epoch"] if latest and marker.is_file() else None
+    if resumed_after is not None:
+        log.info("resuming run %s from epoch %d", name, resumed_after + 1)
+    return resumed_after
 
 
 def _fit_ray(cfg: FusionLogConfig, data: TrainData, name: str, storage: Path, expected: str,

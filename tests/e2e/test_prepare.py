@@ -147,3 +147,60 @@ def test_minilm_encoder(tmp_path):
     assert manifest["embedding"]["encoder"] == "minilm" and manifest["embedding"]["dim"] == 384
     vectors = pq.read_table(tmp_path / "HDFS" / "events.parquet").column("vector").to_pylist()
     assert len(vectors[0]) == 384
+
+
+# ----------------------------------------------------------------------------- atomic outputs, wrong inputs (issue 17)
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    """A complete prepared directory (sequential parsing: no Ray) and the CLI arguments that wrote it."""
+    root = tmp_path_factory.mktemp("atomic")
+    base = ["prepare", "--config", str(ROOT / "configs" / "demo.yaml"), f"data.output_dir={root}/prepared",
+            f"run.output_dir={root}", "parsing.parallel=false", "--quiet"]
+    assert main(base) == 0
+    return root, base
+
+
+@pytest.mark.parametrize("extra, message", [
+    # before: config.yaml and drain3_state.bin were overwritten, then the missing file noticed ~60 s in
+    (["data.systems.BGL.inputs=[{path: /nonexistent/BGL.log}]"],
+     "data.systems.BGL.inputs[0].path: input file not found: /nonexistent/BGL.log"),
+    # fails after both systems were parsed: an HDFS log declared as the BGL target (before: rc 0)
+    ([f"data.systems.BGL.inputs=[{{path: {SAMPLE / 'HDFS_2k.log'}}}]"],
+     "BGL: 2000 of 2000 parsed lines are labelled anomalous by label.kind=first_token"),
+    # a directory as input path (before: "input file not found")
+    ([f"data.systems.BGL.inputs=[{{path: {SAMPLE}}}]"], "input path is a directory, expected a file"),
+])
+def test_a_failing_prepare_leaves_the_previous_output_byte_identical(good, capsys, extra, message):
+    root, base = good
+    before = _snapshot(root / "prepared")
+    capsys.readouterr()
+    assert main(base + extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err  # one line
+    assert _snapshot(root / "prepared") == before
+    assert sorted(p.name for p in root.iterdir()) == ["prepared"]  # no staging folder left behind
+
+
+def test_bad_label_rows_fail_or_are_skipped_and_counted_in_the_summary(good, tmp_path, capsys):
+    root, base = good
+    lines = (SAMPLE / "anomaly_label_2k.csv").read_text().splitlines()
+    lines[2] = lines[2].replace(",", ',"', 1)  # the issue's probe: one unterminated quote
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\n".join(lines) + "\n")
+    hdfs = f"data.systems.HDFS.inputs=[{{path: {SAMPLE / 'HDFS_2k.log'}, label_file: {labels}}}]"
+    out = f"data.output_dir={tmp_path}/prepared"
+    capsys.readouterr()
+    assert main(base + [hdfs, out]) == 2  # before: rc 0, anomalous blocks 69 -> 6, 2,001 blocks unlabelled
+    assert f"label file {labels}:3: not valid CSV" in capsys.readouterr().err
+    assert main(base + [hdfs, out, "data.systems.HDFS.label.on_bad_rows=skip"]) == 0
+    summary = capsys.readouterr().out
+    assert "label-file rows skipped (label.on_bad_rows=skip): 1" in summary
+    manifest = json.loads((tmp_path / "prepared" / "manifest.json").read_text())["systems"]["HDFS"]
+    assert manifest["grouping"]["label_rows_skipped"] == 1 and manifest["unlabelled"] == 1
+    assert manifest["anomalous"] in (68, 69)  # every other row keeps its label

@@ -7,7 +7,7 @@ import pytest
 from tests.unit._synthetic import make_system, write_prepared
 from fusionlog.artifact import load_artifact, save_artifact
 from fusionlog.evaluate import evaluate_artifact
-from fusionlog.config import FusionLogConfig, MetaConfig, ModelConfig, to_dict
+from fusionlog.config import FusionLogConfig, FusionLogError, MetaConfig, ModelConfig, to_dict
 from fusionlog.dataset import load_train_data
 from fusionlog.meta import predict_proba, train_loop
 
@@ -41,3 +41,46 @@ def test_save_load_score_and_evaluate(tmp_path):
 def test_load_artifact_names_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing model.pt, config.json"):
         load_artifact(tmp_path)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A tiny trained artifact and what save_artifact needs to write it again."""
+    write_prepared(tmp_path / "prepared", make_system("SRC", n_seq=60, seed=1))
+    write_prepared(tmp_path / "prepared", make_system("TGT", n_seq=30, seed=2, shift=0.3))
+    data = load_train_data(tmp_path / "prepared", ["SRC"], "TGT", 0.25, seed=0)
+    cfg = FusionLogConfig()
+    cfg.model = ModelConfig(hidden=8, attention_dim=4, head_hidden=4, max_len=16)
+    cfg.meta = MetaConfig(support_size=8, query_size=8, tasks_per_step=1)
+    cfg.train.epochs, cfg.train.steps_per_epoch = 1, 1
+    best = train_loop(cfg, data, lambda metrics, state: None)["best"]
+    args = (best["model"], to_dict(cfg), data.table, {"threshold": 0.5}, data.source_events())
+    save_artifact(tmp_path / "art", *args, extras=lambda d: (d / "drain3_state.bin").write_text("state"))
+    return tmp_path / "art", args
+
+
+def test_a_failed_save_leaves_the_previous_artifact_byte_identical(saved):
+    art, args = saved
+    before = {p.name: p.read_bytes() for p in art.iterdir()}
+    assert set(before) == {"model.pt", "config.json", "events.parquet", "summary.json", "drain3_state.bin"}
+
+    def fail(folder):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save_artifact(art, *args, extras=fail)
+    assert {p.name: p.read_bytes() for p in art.iterdir()} == before
+    assert sorted(p.name for p in art.parent.iterdir()) == ["art", "prepared"]  # no staging folder left
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda a: (a / "model.pt").write_bytes((a / "model.pt").read_bytes()[:100]), "model.pt: cannot load the weights"),
+    (lambda a: (a / "summary.json").write_text("{"), "summary.json: not valid JSON"),
+    (lambda a: (a / "events.parquet").write_bytes(b"PAR1junk"), "damaged artifact (ArrowInvalid"),
+])
+def test_a_damaged_artifact_is_named_not_a_traceback(saved, damage, message):
+    art, _ = saved
+    damage(art)
+    with pytest.raises(FusionLogError, match=None) as err:
+        load_artifact(art)
+    assert message in str(err.value) and "\n" not in str(err.value), str(err.value)

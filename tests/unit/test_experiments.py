@@ -196,3 +196,30 @@ def test_gate_bolds_a_reference_not_met_and_the_teacher_bar_prints_each_margin()
                               "committee").splitlines()[2]
     assert "0.650: Invariant Mining 0.650 (issue 15's table); pca 0.600 (this run)" in line
     assert "| +0.050 | +0.100 | +0.300 | +0.400 | +0.050 | yes |" in line
+
+
+def test_a_failed_run_is_retried_once_but_a_config_error_is_not():
+    """A meta-learning run lost to a Ray health check on a loaded machine passed when repeated (issue 17)."""
+    from types import SimpleNamespace
+
+    suite = SimpleNamespace(record=SimpleNamespace(rows=[]))
+    calls = []
+
+    def flaky():
+        calls.append("flaky")
+        if len(calls) == 1:
+            raise RuntimeError("WorkerGroupError: A worker health check failed")
+
+    Suite.guarded(suite, {"pair": "A->B"}, flaky)
+    assert calls == ["flaky", "flaky"] and suite.record.rows == []
+
+    def always(exc):
+        calls.append(type(exc).__name__)
+        raise exc
+
+    calls.clear()
+    Suite.guarded(suite, {"pair": "A->B"}, always, RuntimeError("boom"))
+    Suite.guarded(suite, {"pair": "A->C"}, always, FusionLogError("bad input"))
+    assert calls == ["RuntimeError", "RuntimeError", "FusionLogError"]
+    assert suite.record.rows == [{"pair": "A->B", "error": "RuntimeError: boom"},
+                                 {"pair": "A->C", "error": "FusionLogError: bad input"}]

@@ -147,9 +147,10 @@ def test_llm_config_validation_lists_every_problem():
     assert any(p.startswith("llm.backend: 'gpt'; allowed: llama_cpp, http, vllm") for p in problems)
     assert any(p.startswith("llm.mode: 'vibes'") for p in problems)
     assert any(p.startswith("llm.constraint: 'regex'") for p in problems)
-    assert any(p.startswith("llm.top_p (1.5)") for p in problems)
+    assert "llm.top_p: 1.5; must be in (0, 1]" in problems
     assert "teacher.threshold: 1.5; must be in [0, 1]" in problems
-    assert "llm.max_retries: -1; must be >= 0" in problems and "llm.n_threads: -2; must be >= 0" in problems
+    assert "llm.max_retries: -1; must be >= 0" in problems
+    assert "llm.n_threads: -2; must be >= 0 (0 = all cores)" in problems
     assert any("llm.model_path: '/no/such.gguf' does not exist" in p for p in problems)
 
 

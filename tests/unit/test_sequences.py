@@ -4,8 +4,10 @@ import pyarrow as pa
 import pytest
 
 from fusionlog.config import FusionLogError, SystemConfig, build_typed
-from fusionlog.sequences import group_lines, read_id_list
+from fusionlog.sequences import group_lines, read_id_list, read_label_file
 from fusionlog.systems import BUILTIN_SYSTEMS
+
+from tests.conftest import SAMPLE
 
 
 def system(name, **over):
@@ -92,3 +94,47 @@ def test_label_file_missing_column(tmp_path):
     labels.write_text("Id,Label\nblk_1,Anomaly\n")
     with pytest.raises(FusionLogError, match="missing column"):
         group_lines(lines_table(["e"], groups=[["blk_1"]]), system("HDFS", label={"path": str(labels)}), ["f"])
+
+
+# ----------------------------------------------------------------------------- bad label rows (issue 17)
+
+
+def _broken_sample_labels(tmp_path):
+    """The bundled HDFS labels with one unterminated quote on line 3 (the issue's probe)."""
+    lines = (SAMPLE / "anomaly_label_2k.csv").read_text().splitlines()
+    lines[2] = lines[2].replace(",", ',"', 1)
+    path = tmp_path / "labels.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path, lines[2].split(",")[0]
+
+
+def test_label_file_with_an_unterminated_quote_fails_naming_the_line(tmp_path):
+    path, _ = _broken_sample_labels(tmp_path)
+    with pytest.raises(FusionLogError, match=rf"label file {path}:3: not valid CSV \(unexpected end of data\); "
+                                             "fix the row, or set label.on_bad_rows=skip"):
+        read_label_file(str(path), system("HDFS").label)
+
+
+def test_label_file_bad_rows_skipped_and_counted_keep_every_other_label(tmp_path):
+    path, broken_id = _broken_sample_labels(tmp_path)
+    good, _ = read_label_file(str(SAMPLE / "anomaly_label_2k.csv"), system("HDFS").label)
+    labels, skipped = read_label_file(str(path), system("HDFS", label={"on_bad_rows": "skip"}).label)
+    assert skipped == 1 and broken_id not in labels
+    assert labels == {k: v for k, v in good.items() if k != broken_id}  # the quote swallowed 1,999 rows before
+    assert sum(labels.values()) == sum(good.values()) - good[broken_id] == 69 - good[broken_id]
+    t = lines_table(["e1", "e2"], groups=[[broken_id], [next(iter(labels))]])
+    _, rep = group_lines(t, system("HDFS", label={"path": str(path), "on_bad_rows": "skip"}), ["f"])
+    assert rep.label_rows_skipped == 1 and rep.unlabelled_sequences == 1
+
+
+@pytest.mark.parametrize("row, message", [
+    ("blk_2,maybe", "label 'maybe' is in neither label.anomaly_values"),
+    ("blk_2,Normal,extra", "has 3 fields, the header has 2"),
+    ('blk_2,"Nor"mal', "not valid CSV"),
+])
+def test_label_file_rows_outside_the_allowed_set_are_errors(tmp_path, row, message):
+    path = tmp_path / "labels.csv"
+    path.write_text(f"BlockId,Label\nblk_1,Anomaly\n{row}\nblk_3,Normal\n")
+    with pytest.raises(FusionLogError, match=None) as err:
+        read_label_file(str(path), system("HDFS").label)
+    assert f"{path}:3: {message}" in str(err.value), str(err.value)

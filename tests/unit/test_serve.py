@@ -76,7 +76,7 @@ def test_limits_are_413_naming_the_limit(body, limits, message):
 
 def test_serve_args_defaults_and_unknown_keys():
     args = ServeArgs.model_validate({"artifact_dir": "a", "limits": {"max_lines_per_request": 7}})
-    assert args.limits.max_lines_per_request == 7 and args.limits.max_body_bytes == 1_048_576
+    assert args.limits.max_lines_per_request == 7 and args.limits.max_body_bytes == 4 * 1_048_576
     assert args.batching.max_batch_size == 16 and args.threshold is None
     with pytest.raises(ValueError, match="max_batch_sise"):
         ServeArgs.model_validate({"artifact_dir": "a", "batching": {"max_batch_sise": 4}})
@@ -180,3 +180,36 @@ def test_missing_artifact_names_the_path(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="missing model.pt"):
         Scorer.load(tmp_path / "empty")
+
+
+# ----------------------------------------------------------------------------- depth and size (issue 17)
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 100_000 + b"]" * 100_000,  # past Python's recursion limit: was a 500 RecursionError
+    b'{"lines": ' + b"[" * 33 + b"]" * 33 + b"}",  # 34 deep, within the recursion limit
+    b'{"sequences": [{"lines": ["a"], "id": "x"}], "x": ' + b"{\"a\": " * 40 + b"1" + b"}" * 41,
+])
+def test_too_deep_json_is_400(body):
+    with pytest.raises(RequestRejected) as err:
+        _decode(body)
+    assert err.value.status == 400 and "limits.max_json_depth=32" in str(err.value), str(err.value)
+
+
+def test_unparseable_numbers_are_400():
+    with pytest.raises(RequestRejected) as err:
+        _decode(b'{"lines": [' + b"9" * 5000 + b"]}")  # past Python's 4,300-digit int limit: a ValueError
+    assert err.value.status == 400 and "not valid JSON" in str(err.value)
+
+
+def test_the_default_body_limit_admits_the_default_line_limit_of_real_bgl_lines(model):
+    """10,000 real BGL lines (the 2k sample five times) are 1,605,771 bytes of JSON: 413 at the old 1 MiB."""
+    limits = ServeLimits()
+    lines = bgl_lines(2000) * 5
+    assert len(lines) == limits.max_lines_per_request
+    grouped = json.dumps({"lines": lines}).encode()
+    assert 1_048_576 < len(grouped) < limits.max_body_bytes
+    expanded = expand_request(model, decode_request(grouped, limits))
+    assert len(expanded.sequences) == 500 and expanded.ungrouped == []
+    by_client = json.dumps({"sequences": [{"id": str(i), "lines": lines[i * 20:(i + 1) * 20]} for i in range(500)]})
+    assert len(expand_request(model, decode_request(by_client.encode(), limits)).sequences) == 500

@@ -43,3 +43,27 @@ def test_headerless_fixed_label_and_missing_column(tmp_path):
     spec2 = InputSpec(path=str(ses), shape="sessions", sequence_column="Nope", templates_path=str(tpl))
     with pytest.raises(FusionLogError, match="missing column"):
         load_sessions(spec2, set(), {})
+
+
+# ----------------------------------------------------------------------------- bad rows and labels (issue 17)
+
+
+def _sessions(tmp_path, body: str) -> InputSpec:
+    ses = tmp_path / "s.csv"
+    ses.write_text("BlockId,EventTemplates,Label\n" + body)
+    return InputSpec(path=str(ses), shape="sessions", id_column="BlockId", sequence_column="EventTemplates",
+                     sequence_kind="templates", label_column="Label")
+
+
+def test_a_label_outside_the_allowed_set_is_an_error(tmp_path):
+    spec = _sessions(tmp_path, "b1,a b,0\nb2,a,maybe\n")
+    with pytest.raises(FusionLogError, match=rf"{tmp_path / 's.csv'}:3: label 'maybe' is in neither anomaly_values"):
+        load_sessions(spec, set(), {})
+
+
+def test_an_unclosed_quote_is_a_counted_bad_row_and_the_next_row_is_kept(tmp_path):
+    spec = _sessions(tmp_path, 'b1,"a b,1\nb2,c,0\nb3,d e f\nb4,g,1\n')
+    seqs, rep = load_sessions(spec, set(), {})
+    assert seqs.seq_ids == ["b2", "b4"] and seqs.labels == [0, 1]  # b2 was swallowed into b1's field before
+    assert rep.rows_read == 4 and dict(rep.skipped) == {"bad_row": 2}
+    assert rep.first_bad_row == f"{tmp_path / 's.csv'}:2: not valid CSV (unexpected end of data)"

@@ -62,7 +62,7 @@ def test_warnings_say_in_plain_words_what_went_wrong():
                           "stats": {"requests": 110, "labelled": 100, "unanswered": 10}})
     found = warnings(s)
     assert "no fine-tuning happened (no clean sample in any round): the fused weights are the small model's" in found
-    assert "pseudo-labels of one class only (all 22 normal): threshold kept from source-val" in found
+    assert "pseudo-labels of one class only (all 22 normal): nothing was learnt from them" in found
     assert "the teacher left 10 of its 110 requests unanswered (see fusionlog.log)" in found
     assert "the teacher called every sequence it answered normal" in found
     assert "distill.max_pool: 40 proprietary sequences never reached the teacher" in found
