@@ -337,8 +337,9 @@ def render_report(rec: Record) -> str:
                   "(for the in-domain rows: the target's train/val part and held-out test part).", "",
                   render_table(aggs)),
         *_section("The small models: when and why training stopped",
-                  "Every small model trains until source-val stops improving (`train.patience`), source-val is "
-                  "perfect, or the epoch budget (`train.epochs`) runs out; the best source-val epoch is kept.", "",
+                  "Every small model trains until source-val stops improving (`train.patience` epochs without a "
+                  "better F1, AUROC or loss) or the epoch budget (`train.epochs`) runs out; the best source-val "
+                  "epoch is kept.", "",
                   render_training(rec.rows)),
         *_section("In-domain references (NOT zero-label) against their gate", "The model trained on the target's "
                   "own labels must reach at least what a plain GRU reaches on the same data (issue 14); below it, the "

@@ -313,7 +313,9 @@ def validate_source(model: SmallModel, data: TrainData, batch_size: int, max_len
     labels = data.source_val_labels
     threshold = best_f1_threshold(labels, probs)
     scores = precision_recall_f1(labels, (probs >= threshold).astype(np.int64))
-    return {"val_f1": scores["f1"], "val_precision": scores["precision"], "val_recall": scores["recall"],
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    loss = float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+    return {"val_f1": scores["f1"], "val_loss": loss, "val_precision": scores["precision"], "val_recall": scores["recall"],
             "val_auroc": auroc(labels, probs), "threshold": threshold, "val_truncated": truncated}
 
 
@@ -342,24 +344,23 @@ def steps_per_epoch(tcfg: TrainConfig, m: MetaConfig, n_source_train: int, world
     return max(1, math.ceil(n_source_train / (per_step * world_size)))
 
 
-def _selection_key(metrics: dict, select_metric: str) -> tuple[float, float]:
-    """Source-val ``train.select_metric`` first; ties (common for F1 on small val sets) go to the other one."""
+def _selection_key(metrics: dict, select_metric: str) -> tuple[float, float, float]:
+    """Source-val ``train.select_metric`` first; ties (common for F1 on small val sets) go to the other one,
+    then to the lower validation loss: once source-val is separated perfectly, wider margins still count."""
     other = "auroc" if select_metric == "f1" else "f1"
-    return metrics[f"val_{select_metric}"], metrics[f"val_{other}"]
+    return metrics[f"val_{select_metric}"], metrics[f"val_{other}"], -metrics.get("val_loss", 0.0)
 
 
 def stop_reason(history: list[dict], select_metric: str, patience: int, epochs: int) -> Optional[str]:
     """Why training stops after the last epoch of ``history`` (source-val metrics only), or None to go on.
 
     ``patience`` epochs without a better selection key (``train.select_metric``, ties broken by the
-    other metric) stop it; so does a perfect source-val (F1 and AUROC both 1: nothing left to select
-    on); ``train.epochs`` is the budget that a converged run stays inside.
+    other metric, then by the validation loss) stop it; ``train.epochs`` is the budget that a
+    converged run stays inside.
     """
     if not history:
         return None
     last = history[-1]
-    if last["val_f1"] >= 1.0 and last["val_auroc"] >= 1.0:
-        return f"source-val perfect at epoch {last['epoch']}"
     keys = [_selection_key(h, select_metric) for h in history]
     best_at = max(range(len(keys)), key=lambda i: (keys[i], -i))
     if patience and len(history) - 1 - best_at >= patience:

@@ -250,15 +250,16 @@ def test_config_validation_of_small_model_fields():
 def test_stop_reason_patience_perfect_and_budget():
     from fusionlog.meta import stop_reason
 
-    def h(epoch, f1, auroc):
-        return {"epoch": epoch, "val_f1": f1, "val_auroc": auroc}
+    def h(epoch, f1, auroc, loss=0.5):
+        return {"epoch": epoch, "val_f1": f1, "val_auroc": auroc, "val_loss": loss}
 
     hist = [h(0, 0.5, 0.7), h(1, 0.6, 0.7), h(2, 0.6, 0.7), h(3, 0.6, 0.69)]
     assert stop_reason(hist, "f1", patience=3, epochs=10) is None  # epoch 1 was best, 2 epochs since
     assert stop_reason([*hist, h(4, 0.55, 0.8)], "f1", 3, 10) == "no source-val gain for 3 epochs (best epoch 1)"
     assert stop_reason([*hist, h(4, 0.6, 0.71)], "f1", 3, 10) is None  # a tie in F1 broken by AUROC is a gain
     assert stop_reason(hist, "f1", patience=0, epochs=4) == "budget: train.epochs=4"
-    assert stop_reason([h(0, 1.0, 1.0)], "f1", 3, 10) == "source-val perfect at epoch 0"
+    perfect = [h(0, 1.0, 1.0, 0.3), h(1, 1.0, 1.0, 0.2), h(2, 1.0, 1.0, 0.25)]
+    assert stop_reason(perfect, "f1", 1, 10) == "no source-val gain for 1 epochs (best epoch 1)"  # the lower loss
     assert stop_reason([], "f1", 3, 10) is None
 
 
@@ -268,7 +269,7 @@ def test_train_loop_stops_early_and_says_why(data):
     cfg.train.epochs, cfg.train.patience = 50, 2
     out = train_loop(cfg, data, lambda metrics, state: None)
     assert out["stopped"] and len(out["history"]) < 50
-    assert out["history"][-1]["epoch"] - out["best"]["epoch"] <= 2 or out["stopped"].startswith("source-val perfect")
+    assert out["history"][-1]["epoch"] - out["best"]["epoch"] == 2
 
 
 def test_long_sequences_are_scored_whole_as_the_max_over_windows(data):
