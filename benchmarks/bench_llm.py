@@ -81,7 +81,7 @@ def main() -> None:
                     break
                 except OSError:
                     time.sleep(0.5)
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
             cfg = LLMConfig(backend="http", mode="generate", base_url=url, constraint="grammar", batch_size=args.n)
             report["results"]["http/generate"] = measure(cfg, reqs)
             print("http", report["results"]["http/generate"], flush=True)

@@ -100,7 +100,7 @@ def main() -> int:
     concurrencies = [int(x) for x in a.concurrency.split(",")]
     replica_counts = [int(x) for x in a.replicas.split(",")]
 
-    ray.init(num_cpus=max(2, max(replica_counts)), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=max(2, max(replica_counts)), include_dashboard=False, log_to_driver=False)
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     rows = []

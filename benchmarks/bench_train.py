@@ -132,7 +132,7 @@ def bench_startup(cfg, data: TrainData, ray_too: bool) -> dict:
             if launcher == "ray":
                 import ray
 
-                ray.init(include_dashboard=False, log_to_driver=False)
+                ray.init(address="local", include_dashboard=False, log_to_driver=False)
             t0 = time.perf_counter()
             fit_small(run, data)
             out[f"{launcher}_fit_s"] = time.perf_counter() - t0

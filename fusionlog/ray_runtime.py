@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from fusionlog.config import RayConfig
 
@@ -11,8 +12,11 @@ def ensure_ray(cfg: RayConfig, progress: bool = True) -> None:
     import ray
 
     if not ray.is_initialized():
-        kwargs = {"address": cfg.address} if cfg.address else ({"num_cpus": cfg.num_cpus} if cfg.num_cpus else {})
-        ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+        # Without an address, start our own local Ray: a bare ray.init() would attach to any cluster another
+        # program left running on this machine. A `ray job submit` driver gets RAY_ADDRESS and joins its cluster.
+        address = cfg.address or os.environ.get("RAY_ADDRESS") or "local"
+        kwargs = {"num_cpus": cfg.num_cpus} if address == "local" and cfg.num_cpus else {}
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, **kwargs)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = progress
