@@ -112,9 +112,9 @@ def config_args(args, cfg) -> str:
     return f"--config {shlex.quote(args.config[0])}"
 
 
-def log_dir(command: str, cfg) -> Path:
-    """Where a command's log file goes: the run directory (prepare's is the prepared data's)."""
-    return Path(cfg.data.output_dir if command == "prepare" else cfg.run.output_dir)
+def log_dir(cfg) -> Path:
+    """Where a command's log file goes: the run directory (never data.output_dir, which prepare replaces whole)."""
+    return Path(cfg.run.output_dir)
 
 
 def _stop_ray(was_running: bool) -> None:
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = load_config(args.config[0] if args.config else None,
                               file_overrides(args.config[1:]) + list(args.overrides) + no_ray_bars)
-            where = log_dir(args.command, cfg)
+            where = log_dir(cfg)
     except (FusionLogError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
