@@ -184,7 +184,7 @@ def test_a_failing_prepare_leaves_the_previous_output_byte_identical(good, capsy
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err  # one line
     assert _snapshot(root / "prepared") == before
-    assert sorted(p.name for p in root.iterdir()) == ["prepared"]  # no staging folder left behind
+    assert sorted(p.name for p in root.iterdir()) == ["fusionlog.log", "prepared"]  # no staging folder left behind
 
 
 def test_bad_label_rows_fail_or_are_skipped_and_counted_in_the_summary(good, tmp_path, capsys):
