@@ -367,10 +367,13 @@ class Suite:
         for name, base in self.ablations.items():
             run_dir = self.fresh(pair, seed, f"ablation-{_slug(name)}")
             cfg = self.cfg(base, sources, target, seed, run_dir, "meta")
-            shared = self.run_path(pair, seed, "fusionlog") / "small"
-            reuse = shared.is_dir() and load_artifact(shared).summary.get("run_hash") == _hash_for(cfg, run_hash)
+            wanted = _hash_for(cfg, run_hash)  # the FusionLog row's small model, or the meta row's (routing off)
+            candidates = [self.run_path(pair, seed, "fusionlog") / "small", self.run_path(pair, seed, "meta") / "model"]
+            shared = next((c for c in candidates if c.is_dir() and load_artifact(c).summary.get("run_hash") == wanted),
+                          None)
+            reuse = shared is not None
             t0 = time.time()
-            summary = train(cfg, skip_prepare=True, small_model=shared if reuse else None)
+            summary = train(cfg, skip_prepare=True, small_model=shared)
             scorer = Scorer(load_artifact(summary["artifact"]), Path(summary["artifact"]))
             row = evaluator.row(scorer.score_system(system)[0], scorer.threshold, pair, "ablation")
             d = summary.get("distill") or {}
