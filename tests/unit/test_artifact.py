@@ -12,15 +12,20 @@ from fusionlog.dataset import load_train_data
 from fusionlog.meta import predict_proba, train_loop
 
 
-def test_save_load_score_and_evaluate(tmp_path):
-    write_prepared(tmp_path / "prepared", make_system("SRC", n_seq=120, seed=1))
-    write_prepared(tmp_path / "prepared", make_system("TGT", n_seq=60, seed=2, shift=0.3))
+def _tiny_run(tmp_path, n_source: int, n_target: int, task_size: int, tasks: int, steps: int):
+    """Prepared SRC/TGT systems of synthetic sequences and a tiny model trained on them: (data, cfg, loop output)."""
+    write_prepared(tmp_path / "prepared", make_system("SRC", n_seq=n_source, seed=1))
+    write_prepared(tmp_path / "prepared", make_system("TGT", n_seq=n_target, seed=2, shift=0.3))
     data = load_train_data(tmp_path / "prepared", ["SRC"], "TGT", 0.25, seed=0)
     cfg = FusionLogConfig()
     cfg.model = ModelConfig(hidden=8, attention_dim=4, head_hidden=4, max_len=16)
-    cfg.meta = MetaConfig(support_size=12, query_size=12, tasks_per_step=2)
-    cfg.train.epochs, cfg.train.steps_per_epoch = 2, 2
-    out = train_loop(cfg, data, lambda metrics, state: None)
+    cfg.meta = MetaConfig(support_size=task_size, query_size=task_size, tasks_per_step=tasks)
+    cfg.train.epochs, cfg.train.steps_per_epoch = steps, steps
+    return data, cfg, train_loop(cfg, data, lambda metrics, state: None)
+
+
+def test_save_load_score_and_evaluate(tmp_path):
+    data, cfg, out = _tiny_run(tmp_path, 120, 60, task_size=12, tasks=2, steps=2)
     best = out["best"]
     summary = {"threshold": best["metrics"]["threshold"], "data_counts": data.counts, "sources": ["SRC"],
                "target": "TGT", "best_epoch": best["epoch"]}
@@ -46,14 +51,8 @@ def test_load_artifact_names_missing_files(tmp_path):
 @pytest.fixture
 def saved(tmp_path):
     """A tiny trained artifact and what save_artifact needs to write it again."""
-    write_prepared(tmp_path / "prepared", make_system("SRC", n_seq=60, seed=1))
-    write_prepared(tmp_path / "prepared", make_system("TGT", n_seq=30, seed=2, shift=0.3))
-    data = load_train_data(tmp_path / "prepared", ["SRC"], "TGT", 0.25, seed=0)
-    cfg = FusionLogConfig()
-    cfg.model = ModelConfig(hidden=8, attention_dim=4, head_hidden=4, max_len=16)
-    cfg.meta = MetaConfig(support_size=8, query_size=8, tasks_per_step=1)
-    cfg.train.epochs, cfg.train.steps_per_epoch = 1, 1
-    best = train_loop(cfg, data, lambda metrics, state: None)["best"]
+    data, cfg, out = _tiny_run(tmp_path, 60, 30, task_size=8, tasks=1, steps=1)
+    best = out["best"]
     args = (best["model"], to_dict(cfg), data.table, {"threshold": 0.5}, data.source_events())
     save_artifact(tmp_path / "art", *args, extras=lambda d: (d / "drain3_state.bin").write_text("state"))
     return tmp_path / "art", args
