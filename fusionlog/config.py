@@ -295,6 +295,7 @@ class TrainConfig:
     storage_path: str = ""  # empty: <run.output_dir>/ray_train; shared storage (NFS/S3) on a cluster
     max_failures: int = 0  # Ray Train restarts from the last checkpoint this many times
     launcher: str = "ray"  # ray: Ray Train (workers, GPUs, a cluster) | local (ours): this process, no worker start-up; one worker only
+    placement: str = "pack"  # pack | spread: Ray Train's placement strategy; spread puts the workers on different nodes (best effort)
 
 
 @dataclass
@@ -589,6 +590,8 @@ def validate(cfg: FusionLogConfig) -> list[str]:
         problems.append(f"train.launcher: {cfg.train.launcher!r}; allowed: ray, local")
     elif cfg.train.launcher == "local" and cfg.ray.num_workers != 1:
         problems.append(f"train.launcher: 'local' trains in this process; ray.num_workers must be 1 (got {cfg.ray.num_workers})")
+    if cfg.train.placement not in ("pack", "spread"):
+        problems.append(f"train.placement: {cfg.train.placement!r}; allowed: pack, spread")
     if cfg.train.select_metric not in ("f1", "auroc"):
         problems.append(f"train.select_metric: {cfg.train.select_metric!r}; allowed: f1, auroc")
     problems.extend(validate_tune(cfg.tune))
