@@ -341,9 +341,9 @@ class Scorer:
         """One ``score_sequences`` call for the sequences of every request in the batch.
 
         It runs on the replica's user-code event loop, not in a worker thread: a batch takes a few
-        milliseconds, requests that arrive meanwhile form the next batch, and a thread hop per request
-        cost CPU without gaining concurrency on a one-CPU replica (docs/benchmarks.md). If the joint
-        call fails, each request is scored alone, so an error reaches only its own caller.
+        milliseconds, requests that arrive meanwhile form the next batch, and on a one-CPU replica a
+        thread hop bought no concurrency (it measured no faster). If the joint call fails, each request
+        is scored alone, so an error reaches only its own caller.
         """
         flat = [s for r in requests for s in r]
         try:
