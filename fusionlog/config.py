@@ -311,6 +311,7 @@ class TrainConfig:
     # they cost this many extra attempts before they surface.
     max_failures: int = 2
     launcher: str = "ray"  # ray: Ray Train (workers, GPUs, a cluster) | local (ours): this process, no worker start-up; one worker only
+    placement: str = "pack"  # pack | spread: Ray Train's placement strategy; spread puts the workers on different nodes (best effort)
 
 
 @dataclass
@@ -625,7 +626,7 @@ CHOICES = {
     "llm.backend": LLM_BACKENDS, "llm.mode": ("loglik", "generate"),
     "llm.constraint": ("structured_outputs", "guided_choice", "grammar", "none"),
     "meta.method": ("meta", "source_only"), "train.select_metric": ("f1", "auroc"),
-    "train.launcher": ("ray", "local"),
+    "train.launcher": ("ray", "local"), "train.placement": ("pack", "spread"),
 }
 
 

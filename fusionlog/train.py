@@ -52,7 +52,8 @@ class FitResult:
 def run_identity(cfg: FusionLogConfig, data: TrainData) -> dict:
     """What makes two runs the same run. ``train.epochs`` is left out on purpose: raising it resumes
     the run and trains on; worker count and storage are left out as they don't change the model."""
-    train = {k: v for k, v in asdict(cfg.train).items() if k not in ("epochs", "storage_path", "max_failures", "launcher")}
+    train = {k: v for k, v in asdict(cfg.train).items()
+             if k not in ("epochs", "storage_path", "max_failures", "launcher", "placement")}
     return {"model": asdict(cfg.model), "meta": asdict(cfg.meta), "train": train, "seed": cfg.run.seed,
             "sources": list(data.source_names), "target": data.target_name, "data": data.fingerprint()}
 
@@ -114,8 +115,10 @@ def train_loop_per_worker(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     checkpoint = ray.train.get_checkpoint()
     resume = _read_state(checkpoint, expected) if checkpoint else None
+    node = ray.get_runtime_context().get_node_id()  # in every rank's metrics: callbacks see where each rank ran
 
     def report(metrics: dict, state: dict) -> None:
+        metrics = {**metrics, "node_id": node}
         if rank != 0:  # every rank calls report (it is a barrier); only rank 0 passes a checkpoint
             ray.train.report(metrics)
             return
@@ -230,7 +233,8 @@ def _fit_ray(cfg: FusionLogConfig, data: TrainData, name: str, storage: Path, ex
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config={"cfg": cfg, "data": ray.put(data), "run_hash": expected},
-            scaling_config=ScalingConfig(num_workers=cfg.ray.num_workers, use_gpu=cfg.ray.use_gpu),
+            scaling_config=ScalingConfig(num_workers=cfg.ray.num_workers, use_gpu=cfg.ray.use_gpu,
+                                         placement_strategy=cfg.train.placement.upper()),
             run_config=RunConfig(name=name, storage_path=str(storage), callbacks=[*(callbacks or []), *relay],
                                  checkpoint_config=CheckpointConfig(num_to_keep=2),
                                  failure_config=FailureConfig(max_failures=cfg.train.max_failures)),
