@@ -391,4 +391,9 @@ def build_app(args: ServeArgs) -> Application:
     A relative ``artifact_dir`` is resolved here, where the app is built (``serve run``'s directory, or a
     driver's), not in each replica, whose working directory is Ray's (a job's working_dir copy on a cluster).
     """
-    return Scorer.bind(args.model_copy(update={"artifact_dir": str(Path(args.artifact_dir).resolve())}))
+    return Scorer.bind(resolved(args))
+
+
+def resolved(args: ServeArgs) -> ServeArgs:
+    """``args`` with ``artifact_dir`` made absolute against this process's working directory."""
+    return args.model_copy(update={"artifact_dir": str(Path(args.artifact_dir).resolve())})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fusionlog.scoring import Scorer
-from fusionlog.serve import RequestRejected, SequenceInput, ServeArgs, build_app, parse, score_sequences
+from fusionlog.serve import RequestRejected, SequenceInput, ServeArgs, parse, resolved, score_sequences
 
 from tests.serve_artifact import bgl_lines, build_demo_artifact
 
@@ -85,8 +85,7 @@ def test_explanations_only_for_flagged_sequences(model, monkeypatch, threshold, 
 
 def test_build_app_resolves_a_relative_artifact_dir_where_it_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    app = build_app(ServeArgs(artifact_dir="outputs/demo/fused"))
-    (args,) = app._bound_deployment.init_args
-    assert args.artifact_dir == str(tmp_path.resolve() / "outputs" / "demo" / "fused")
-    assert Path(build_app(ServeArgs(artifact_dir="/abs/dir"))._bound_deployment.init_args[0].artifact_dir) == Path(
-        "/abs/dir")
+    # build_app binds resolved(args); binding itself (Serve pickles the deployment) is exercised by the e2e tests
+    assert resolved(ServeArgs(artifact_dir="outputs/demo/fused")).artifact_dir == str(
+        tmp_path.resolve() / "outputs" / "demo" / "fused")
+    assert Path(resolved(ServeArgs(artifact_dir="/abs/dir")).artifact_dir) == Path("/abs/dir")
