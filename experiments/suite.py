@@ -30,6 +30,7 @@ import numpy as np
 import yaml
 
 from experiments.aggregate import FUSION_METHODS, METHOD_LABELS, METRICS, aggregate
+from experiments.diagnostics import round_precision, training_info
 from experiments.plot import write_plot
 from experiments.record import RECORD_FILE, Record, machine, now
 from experiments.report import render_report, render_table
@@ -386,40 +387,14 @@ class Suite:
             print(f"[suite] {pair} ablation {name}: F1={row['f1']:.3f} AUROC={row['auroc']:.3f}", flush=True)
 
     def diagnose(self, sources: list[str], target: str) -> None:
-        """Why a source-only model ranks the target as it does: label-free properties of each target sequence,
-        each one's AUROC as an anomaly score and its rank correlation with the model's score (evaluation only)."""
-        from scipy.stats import spearmanr
+        """Why a source-only model ranks the target as it does (experiments/diagnostics.py; evaluation only)."""
+        from experiments.diagnostics import diagnose
 
-        from fusionlog.artifact import load_artifact
-        from fusionlog.dataset import load_prepared
-        from fusionlog.evaluate import Evaluator
-        from fusionlog.routing import route
-        from fusionlog.scoring import Scorer
-        from fusionlog.teachers.keyword import KeywordTeacher
-
-        pair, prepared = pair_name(sources, target), self.prepared_dir(sources, target)
+        pair = pair_name(sources, target)
         path = self.run_path(pair, self.s.seeds[0], "source_only") / "model"
-        if not path.is_dir():
-            return
-        scores = Scorer(load_artifact(path), path).score_system(load_prepared(prepared, target, read_labels=False))[0]
-        tgt = load_prepared(prepared, target, read_labels=False)
-        srcs = [load_prepared(prepared, n, read_labels=False) for n in sources]
-        known = {e for s in srcs for e in s.event_ids}
-        routing = route(tgt.sequences, tgt.vectors, np.vstack([s.vectors for s in srcs]), self.every.routing)
-        rule = KeywordTeacher()
-        props = {
-            "length (events)": np.array([len(s) for s in tgt.sequences], dtype=float),
-            "distinct events": np.array([len(set(s.tolist())) for s in tgt.sequences], dtype=float),
-            "share of events unseen in the source": np.array(
-                [np.mean([tgt.event_ids[e] not in known for e in s]) if len(s) else 0.0 for s in tgt.sequences]),
-            "s_k (router)": routing.scores,
-            "events with a failure word": np.array(
-                [sum(bool(rule.hit([tgt.templates[e]])) for e in s) for s in tgt.sequences], dtype=float),
-        }
-        evaluator = Evaluator(prepared, target)
-        aurocs = evaluator.property_aurocs({"source-only model score": scores, **props})
-        rho = {k: (float(spearmanr(scores, v).statistic) if np.ptp(v) > 0 else float("nan")) for k, v in props.items()}
-        self.record.diagnostics.append({"pair": pair, "aurocs": aurocs, "spearman": rho})
+        if path.is_dir():
+            self.record.diagnostics.append({"pair": pair, **diagnose(
+                self.prepared_dir(sources, target), sources, target, path, self.every.routing)})
 
     # --- bookkeeping
 
@@ -531,33 +506,6 @@ def _hash_for(cfg: FusionLogConfig, run_hash) -> str:
     data = build_train_data(sources, target, cfg.train.val_fraction, cfg.run.seed,
                             target_rows=np.flatnonzero(routing.general))
     return run_hash(cfg, data)
-
-
-def training_info(artifact_dir: Path) -> dict:
-    """When and why a small model's training stopped (from its artifact summary)."""
-    import json
-
-    s = json.loads((Path(artifact_dir) / "summary.json").read_text())
-    return {"best_epoch": s.get("best_epoch"), "epochs_run": s.get("epochs_run"), "stopped": s.get("stopped")}
-
-
-def round_precision(evaluator, artifact_dir: Path) -> list[dict]:
-    """Per distillation round (-1: leftovers): pseudo-labels given per class and how many are right (evaluation only)."""
-    import pyarrow.parquet as pq
-
-    from fusionlog.artifact import PSEUDO_LABELS
-
-    path = artifact_dir / PSEUDO_LABELS
-    if not path.is_file():
-        return []
-    t = pq.read_table(path).to_pydict()
-    out = []
-    for r in sorted(set(t["round"])):
-        rows = [i for i, x in enumerate(t["round"]) if x == r]
-        prec = evaluator.pseudo_label_precision([t["seq_id"][i] for i in rows], np.array([t["label"][i] for i in rows]))
-        out.append({"round": r, **{f"{k}_right": v[0] for k, v in prec.items()},
-                    **{f"{k}_given": v[1] for k, v in prec.items()}})
-    return out
 
 
 def source_sizes(counts: dict) -> dict:
