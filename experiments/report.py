@@ -102,34 +102,6 @@ def render_subsets(subs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def render_bar(aggs: list[dict], checks: list[dict]) -> str:
-    """The bar per pair and FusionLog variant: F1 above the keyword rule, at least 0.3 above source-only,
-    AUROC >= 0.9; each margin printed (positive = met), with the run's teacher on the same target."""
-    by = {(a["pair"], a["method"]): a for a in aggs}
-    own: dict[tuple, list[dict]] = {}
-    for c in checks:
-        if c["role"] == "target":
-            own.setdefault((c["pair"], c["teacher"]), []).append(c)
-    lines = ["| pair | FusionLog variant | F1 | F1 - keyword rule | F1 - (source-only + 0.3) | AUROC - 0.9 | bar met | "
-             "its teacher on the target: F1 / AUROC |",
-             "|---|---|---|---|---|---|---|---|"]
-    for a in aggs:
-        if a["method"] not in FUSION_METHODS or not a["f1"][2]:
-            continue
-        kw, so = by.get((a["pair"], "keyword")), by.get((a["pair"], "source_only"))
-        gaps = [a["f1"][0] - kw["f1"][0] if kw else float("nan"),
-                a["f1"][0] - so["f1"][0] - BAR["over_source_only"] if so else float("nan"),
-                a["auroc"][0] - BAR["auroc"]]
-        met = all(g > 0 if i == 0 else g >= 0 for i, g in enumerate(gaps))
-        teacher = own.get((a["pair"], a["teacher"]), [])
-        taught = (f"{a['teacher']}: {fmt_ms(*mean_sd([c['f1'] for c in teacher]))} / "
-                  f"{fmt_ms(*mean_sd([c['auroc'] for c in teacher]))}") if teacher else "not checked"
-        lines.append(f"| {a['pair']} | scope={scope(a['method'])} | {fmt_ms(*a['f1'])} | "
-                     + " | ".join("n/a" if math.isnan(g) else f"{g:+.3f}" for g in gaps)
-                     + f" | {'yes' if met else '**no**'} | {taught} |")
-    return "\n".join(lines)
-
-
 def render_training(rows: list[dict]) -> str:
     """When and why each small model stopped (source-val patience, a perfect source-val, or the budget)."""
     groups: dict[tuple, list[dict]] = {}
@@ -345,16 +317,12 @@ def render_report(rec: Record) -> str:
                   "own labels must reach at least what a plain GRU reaches on the same data (issue 14); below it, the "
                   "small model, not the transfer, is what limits the results.", "",
                   render_gate(aggs, s.get("references", {}))),
-        *_section("The bar (issue 15)", "Per pair and variant, each margin (≥ 0 met; the keyword margin must be > 0). "
+        *_section("The bar", "Per pair and variant, each margin (≥ 0 met; the keyword margin must be > 0). "
                   f"The committee is the FusionLog rows' teacher ({s.get('fusionlog_teacher')}), scored on the whole "
                   "target by the evaluator; the best single detector is the best of issue 15's table and of the "
                   "single teachers this run checked on the same target.", "",
                   render_teacher_bar(aggs, rec.teacher_checks, s.get("detector_table", {}),
                                      s.get("fusionlog_teacher", ""))),
-        *_section("The bar", "On every pair: FusionLog F1 above the label-free keyword rule, at least 0.3 above "
-                  "source-only, and AUROC ≥ 0.9 (means over seeds). Each column is the margin; negative = short by "
-                  "that much. The last column is the teacher the fused model was distilled from, scored on the whole "
-                  "target (evaluation only).", "", render_bar(aggs, rec.teacher_checks)),
     ]
     if paper:
         parts += _section("Paper's numbers beside ours (F1 %)",

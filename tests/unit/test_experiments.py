@@ -5,7 +5,7 @@ import pytest
 
 from experiments.aggregate import aggregate, aggregate_subsets, fmt_ms, mean_sd
 from experiments.record import Record
-from experiments.report import (format_sizes, render_bar, render_paper, render_report, render_routing,
+from experiments.report import (format_sizes, render_paper, render_report, render_routing,
                                 render_subsets, render_table, render_teacher_checks)
 from experiments.suite import Suite, load_suite, run_suite
 from fusionlog.config import ConfigError, FusionLogError
@@ -129,17 +129,6 @@ def test_suite_sections_are_typed_configs(tmp_path):
     good.write_text(text.replace("hidden: 16", "hiden: 16"))
     with pytest.raises(ConfigError, match="every_run.model.hiden: unknown key"):
         Suite(load_suite(good))
-
-
-def test_bar_prints_each_margin_and_whether_it_is_met():
-    rows = [_row("A->B", "keyword", 0, 0.5), _row("A->B", "source_only", 0, 0.1),
-            _row("A->B", "fusionlog", 0, 0.6, auroc=0.95), _row("A->B", "fusionlog_all", 0, 0.45, auroc=0.8)]
-    rows[2]["teacher"] = "pca"
-    checks = [{"pair": "A->B", "teacher": "pca", "system": "B", "role": "target", "f1": f, "auroc": 0.7}
-              for f in (0.5, 0.7)]
-    lines = render_bar(aggregate(rows), checks).splitlines()
-    assert lines[2] == "| A->B | scope=proprietary | 0.600 | +0.100 | +0.200 | +0.050 | yes | pca: 0.600 ± 0.141 / 0.700 ± 0.000 |"
-    assert lines[3] == "| A->B | scope=all | 0.450 | -0.050 | +0.050 | -0.100 | **no** | not checked |"
 
 
 def test_teacher_checks_average_over_seeds():
