@@ -60,7 +60,8 @@ class SuiteConfig:
     teachers: dict = field(default_factory=dict)  # name -> a teacher section, checked on every pair and seed
     llm_pairs: list[str] = field(default_factory=list)
     llm_run: dict = field(default_factory=dict)  # a partial config for the LLM-teacher row
-    optional_after_minutes: float = 0.0  # >0: LLM rows and multi-source pairs are skipped past this (reported)
+    optional_pairs: list[dict] = field(default_factory=list)  # run last, each only within optional_after_minutes
+    optional_after_minutes: float = 0.0  # >0: LLM rows and optional pairs are skipped past this (reported)
 
 
 def load_suite(path: str | Path) -> SuiteConfig:
@@ -84,7 +85,7 @@ def load_suite(path: str | Path) -> SuiteConfig:
                              "fusionlog_all, in_domain")
     if not cfg.pairs or not cfg.seeds:
         raise FusionLogError(f"{path}: pairs and seeds must be non-empty")
-    for p in cfg.pairs:
+    for p in [*cfg.pairs, *cfg.optional_pairs]:
         if not p.get("sources") or not p.get("target"):
             raise FusionLogError(f"{path}: each pair needs sources and target, got {p}")
     for key in ("every_run", "fusionlog", "teachers", "llm_run", "references", "detector_table", "ablations"):
@@ -427,7 +428,7 @@ class Suite:
                 print(f"[suite] FAILED {what}: {type(exc).__name__}: {exc}", flush=True)
                 return
 
-    def run_pair(self, p: dict, t_start: float) -> None:
+    def run_pair(self, p: dict, t_start: float, ablate: bool = True) -> None:
         from fusionlog.dataset import load_train_data
 
         sources, target = list(p["sources"]), p["target"]
@@ -453,7 +454,7 @@ class Suite:
         if "source_only" in self.s.methods:
             self.guarded({"pair": pair, "method": "diagnostics", "seed": 0, "teacher": "-"}, self.diagnose, sources,
                          target)
-        if self.ablations and len(sources) == 1:
+        if ablate and self.ablations and len(sources) == 1:
             self.guarded({"pair": pair, "method": "ablations", "seed": self.s.seeds[0], "teacher": "-"}, self.ablate,
                          sources, target)
         print(f"[suite] pair {pair} done at {time.time() - t_start:.0f} s", flush=True)
@@ -470,29 +471,31 @@ class Suite:
         return True
 
     def run(self) -> Record:
+        """In-domain references first (the small model's gate), then the pairs, then the optional stages."""
         from fusionlog.ray_runtime import ensure_ray
 
         t_start = time.time()
         ensure_ray(self.every.ray, self.every.run.progress)  # ONE Ray session for the whole suite
         for p in self.s.pairs:
             self.prepare(p["sources"], p["target"])
-        for p in [p for p in self.s.pairs if len(p["sources"]) == 1]:
-            self.run_pair(p, t_start)
         if "in_domain" in self.s.methods:
             for target in self.s.in_domain_systems or dict.fromkeys(p["target"] for p in self.s.pairs):
                 for seed in self.s.seeds:
                     self.guarded({"pair": f"{target} (in-domain)", "method": "in_domain", "seed": seed,
                                   "teacher": "-", "zero_label": False}, self.in_domain, target, seed)
             self.on_progress(self, time.time() - t_start)
+        for p in self.s.pairs:
+            self.run_pair(p, t_start)
         for p in self.s.pairs:  # the LLM teacher: the slowest, and optional
             name = pair_name(p["sources"], p["target"])
             if name in self.s.llm_pairs and self.optional_ok(t_start, "LLM row " + name):
                 self.guarded({"pair": name, "method": "fusionlog_llm", "seed": self.s.seeds[0], "teacher": "llm"},
                              self.fusion, list(p["sources"]), p["target"], self.s.seeds[0], "fusionlog_llm")
                 self.on_progress(self, time.time() - t_start)
-        for p in [p for p in self.s.pairs if len(p["sources"]) > 1]:  # multi-source pairs last: optional extras
-            if self.optional_ok(t_start, "multi-source pair " + pair_name(p["sources"], p["target"])):
-                self.run_pair(p, t_start)
+        for p in self.s.optional_pairs:
+            if self.optional_ok(t_start, "pair " + pair_name(p["sources"], p["target"])):
+                self.prepare(p["sources"], p["target"])
+                self.run_pair(p, t_start, ablate=False)  # ablations: on the required pairs only
         self.record.seconds = time.time() - t_start
         return self.record
 
