@@ -43,6 +43,39 @@ class Record:
         return cls(**{k: v for k, v in raw.items() if k in known})
 
 
+def merge(parts: dict[str, Record]) -> Record:
+    """One record from suite runs done in parts (e.g. one process or machine per pair), keyed by where each came from.
+
+    Each part contributes the stages it completed; a stage measured twice is refused rather than
+    averaged, and the report lists the parts (the wall time is the longest part's: they ran side by side).
+    """
+    from fusionlog.config import FusionLogError
+
+    if len(parts) < 2:
+        raise FusionLogError("merging needs at least two saved records")
+    first = next(iter(parts.values()))
+    out = Record(settings=first.settings, run_info={**first.run_info, "parts": []}, partial=False)
+    seen: set = set()
+    for name, rec in parts.items():
+        for row in rec.rows:
+            key = (row["pair"], row["method"], row.get("seed"), row.get("teacher"))
+            if key in seen:
+                raise FusionLogError(f"{name}: {key} is in more than one part; merge parts that ran different stages")
+            seen.add(key)
+        for f in fields(Record):
+            value = getattr(rec, f.name)
+            if f.name not in ("settings", "run_info") and isinstance(value, list):
+                getattr(out, f.name).extend(value)
+        out.systems.update(rec.systems)
+        out.prepare_seconds.update(rec.prepare_seconds)
+        out.seconds = max(out.seconds, rec.seconds)
+        state = "stopped before its end: its completed stages only" if rec.partial else "finished"
+        own = [x for x in rec.settings.get("every_run", []) if x not in first.settings.get("every_run", [])]
+        out.run_info["parts"].append(f"{name}: {rec.run_info.get('date')}, {rec.seconds / 60:.1f} min, {state}"
+                                     + (f"; its runs used {', '.join(own)} instead" if own else ""))
+    return out
+
+
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 

@@ -284,6 +284,8 @@ def render_report(rec: Record) -> str:
         "by hand, rerun:", "", f"```bash\n{s.get('command')}\n```", "",
         f"- date: {rec.run_info.get('date')}; suite wall time {rec.seconds / 60:.1f} min (prepare: {prep})",
         f"- machine: {rec.run_info.get('machine')}",
+        *([f"- run in {len(rec.run_info['parts'])} parts side by side, merged (`--merge`); wall time above is the "
+           "longest part's:", *[f"  - {p}" for p in rec.run_info["parts"]]] if rec.run_info.get("parts") else []),
         f"- seeds: {', '.join(map(str, s.get('seeds', [])))}; scores are mean ± sample sd over seeds "
         "(a single number: one run)",
         f"- systems (`{s.get('base_config')}`; each pair's systems are prepared together, so the TF-IDF is "

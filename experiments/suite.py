@@ -32,7 +32,7 @@ import yaml
 from experiments.aggregate import FUSION_METHODS, METHOD_LABELS, METRICS, aggregate
 from experiments.diagnostics import round_precision, training_info
 from experiments.plot import write_plot
-from experiments.record import RECORD_FILE, Record, machine, now
+from experiments.record import RECORD_FILE, Record, machine, merge, now
 from experiments.report import render_report, render_table
 from fusionlog.config import (FusionLogConfig, FusionLogError, TeacherConfig, build_typed, checked, flatten,
                               load_config, merge_config, overrides_tree)
@@ -142,6 +142,7 @@ class Suite:
         self.ablations = {name: merge_config(self.fusion_base, tree, f"ablations.{name}")
                           for name, tree in scfg.ablations.items()}
         self.on_progress: Callable[["Suite", float], None] = lambda suite, seconds: None
+        self.t_start = time.time()
 
     # --- configs
 
@@ -411,13 +412,14 @@ class Suite:
     def guarded(self, what: dict, fn: Callable, *args) -> None:
         """A failed run is tried once more, then becomes an error row (reported), never a dead suite.
 
+        The record and report are written after every stage, so a suite stopped midway keeps all it measured.
         The retry is for transient failures (a Ray worker that missed a health check on a loaded
         machine); a FusionLogError is the input's or config's fault and would fail again, so it is not retried.
         """
         for attempt in (1, 2):
             try:
                 fn(*args)
-                return
+                break
             except Exception as exc:  # noqa: BLE001 - reported in the table
                 if attempt == 1 and not isinstance(exc, FusionLogError):
                     log.warning("suite run failed, retrying once: %s: %s: %s", what, type(exc).__name__, exc)
@@ -426,7 +428,8 @@ class Suite:
                 log.exception("suite run failed: %s", what)
                 self.record.rows.append({**what, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
                 print(f"[suite] FAILED {what}: {type(exc).__name__}: {exc}", flush=True)
-                return
+                break
+        self.on_progress(self, time.time() - self.t_start)
 
     def run_pair(self, p: dict, t_start: float, ablate: bool = True) -> None:
         from fusionlog.dataset import load_train_data
@@ -458,7 +461,6 @@ class Suite:
             self.guarded({"pair": pair, "method": "ablations", "seed": self.s.seeds[0], "teacher": "-"}, self.ablate,
                          sources, target)
         print(f"[suite] pair {pair} done at {time.time() - t_start:.0f} s", flush=True)
-        self.on_progress(self, time.time() - t_start)
 
     def optional_ok(self, t_start: float, what: str) -> bool:
         """Optional stages run only within ``optional_after_minutes``; a skip is recorded for the report."""
@@ -474,7 +476,7 @@ class Suite:
         """In-domain references first (the small model's gate), then the pairs, then the optional stages."""
         from fusionlog.ray_runtime import ensure_ray
 
-        t_start = time.time()
+        t_start = self.t_start = time.time()
         ensure_ray(self.every.ray, self.every.run.progress)  # ONE Ray session for the whole suite
         for p in self.s.pairs:
             self.prepare(p["sources"], p["target"])
@@ -483,7 +485,6 @@ class Suite:
                 for seed in self.s.seeds:
                     self.guarded({"pair": f"{target} (in-domain)", "method": "in_domain", "seed": seed,
                                   "teacher": "-", "zero_label": False}, self.in_domain, target, seed)
-            self.on_progress(self, time.time() - t_start)
         for p in self.s.pairs:
             self.run_pair(p, t_start)
         for p in self.s.pairs:  # the LLM teacher: the slowest, and optional
@@ -491,7 +492,6 @@ class Suite:
             if name in self.s.llm_pairs and self.optional_ok(t_start, "LLM row " + name):
                 self.guarded({"pair": name, "method": "fusionlog_llm", "seed": self.s.seeds[0], "teacher": "llm"},
                              self.fusion, list(p["sources"]), p["target"], self.s.seeds[0], "fusionlog_llm")
-                self.on_progress(self, time.time() - t_start)
         for p in self.s.optional_pairs:
             if self.optional_ok(t_start, "pair " + pair_name(p["sources"], p["target"])):
                 self.prepare(p["sources"], p["target"])
@@ -530,9 +530,17 @@ def write(rec: Record, scfg: SuiteConfig) -> None:
         write_plot(rec, scfg.plot)
 
 
-def run_suite(path: str | Path, overrides: Optional[list[str]] = None, render_only: bool = False) -> int:
-    """Run the suite in ``path`` (or, ``render_only``, write the report again from its saved record)."""
+def run_suite(path: str | Path, overrides: Optional[list[str]] = None, render_only: bool = False,
+              merge_records: Optional[list[str]] = None) -> int:
+    """Run the suite in ``path`` (or, ``render_only``, write the report again from its saved record; or merge
+    the records of parts run side by side into its record and write the report)."""
     scfg = load_suite(path)
+    if merge_records:
+        rec = merge({p: Record.load(Path(p)) for p in merge_records})
+        write(rec, scfg)
+        print(f"[suite] {len(merge_records)} records merged into {scfg.output_dir}/{RECORD_FILE}; "
+              f"wrote {scfg.results_md}", flush=True)
+        return 0
     if render_only:
         rec = Record.load(Path(scfg.output_dir) / RECORD_FILE)
         if rec.partial:
@@ -563,10 +571,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="FusionLog evaluation suite -> docs/results.md")
     parser.add_argument("suite", help="suite YAML, e.g. configs/suite.yaml")
     parser.add_argument("--render-only", action="store_true", help="write the report again from the saved record")
+    parser.add_argument("--merge", nargs="+", metavar="RECORD",
+                        help="saved records of parts of this suite run side by side (e.g. one per pair): merge them "
+                             "into this suite's record and write the report")
     parser.add_argument("overrides", nargs="*", help="key.sub=value, applied to every run")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return run_suite(args.suite, args.overrides, args.render_only)
+    return run_suite(args.suite, args.overrides, args.render_only, args.merge)
 
 
 if __name__ == "__main__":

@@ -191,7 +191,9 @@ def test_a_failed_run_is_retried_once_but_a_config_error_is_not():
     """A meta-learning run lost to a Ray health check on a loaded machine passed when repeated (issue 17)."""
     from types import SimpleNamespace
 
-    suite = SimpleNamespace(record=SimpleNamespace(rows=[]))
+    writes = []
+    suite = SimpleNamespace(record=SimpleNamespace(rows=[]), t_start=0.0,
+                            on_progress=lambda s, seconds: writes.append(len(s.record.rows)))
     calls = []
 
     def flaky():
@@ -212,3 +214,31 @@ def test_a_failed_run_is_retried_once_but_a_config_error_is_not():
     assert calls == ["RuntimeError", "RuntimeError", "FusionLogError"]
     assert suite.record.rows == [{"pair": "A->B", "error": "RuntimeError: boom"},
                                  {"pair": "A->C", "error": "FusionLogError: bad input"}]
+    assert writes == [0, 1, 2]  # the record is written after every stage, failed or not
+
+
+def test_merge_joins_parts_run_side_by_side_and_refuses_a_stage_measured_twice(tmp_path):
+    (tmp_path / "base.yaml").write_text("run: {seed: 0}\n")
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"base_config: base.yaml\nseeds: [0]\npairs: [{{sources: [A], target: B}}]\n"
+                     f"output_dir: {tmp_path / 'out'}\nresults_md: {tmp_path / 'r.md'}\nplot: ''\n")
+    info = {"date": "2026-01-02 03:04 UTC", "machine": "box"}
+    a = Record(settings={"command": "c", "seeds": [0], "every_run": ["train.epochs=12"]}, rows=[_row("A->B", "meta", 0, 0.4)],
+               prepare_seconds={"A_B": 1.0}, run_info=info, seconds=120.0)  # stopped early: partial
+    b = Record(settings={"command": "c", "seeds": [0], "every_run": ["train.epochs=30"]}, rows=[_row("B->A", "meta", 0, 0.7)],
+               skipped=["LLM row B->A: skipped"], prepare_seconds={"A_B": 1.0}, run_info=info, seconds=60.0,
+               partial=False)
+    a.save(tmp_path / "a.json")
+    b.save(tmp_path / "b.json")
+    assert run_suite(suite, merge_records=[str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    merged = Record.load(tmp_path / "out" / "suite_record.json")
+    assert [r["pair"] for r in merged.rows] == ["A->B", "B->A"] and merged.skipped == ["LLM row B->A: skipped"]
+    assert merged.seconds == 120.0 and not merged.partial
+    md = (tmp_path / "r.md").read_text()
+    assert "run in 2 parts side by side" in md and "2.0 min, stopped before its end: its completed stages only" in md
+    assert "PARTIAL" not in md and "its runs used train.epochs=30 instead" in md
+    a.save(tmp_path / "a_again.json")
+    with pytest.raises(FusionLogError, match="more than one part"):
+        run_suite(suite, merge_records=[str(tmp_path / "a.json"), str(tmp_path / "a_again.json")])
+    with pytest.raises(FusionLogError, match="at least two"):
+        run_suite(suite, merge_records=[str(tmp_path / "a.json")])
