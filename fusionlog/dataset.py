@@ -269,8 +269,10 @@ def count_features(sequences: list[np.ndarray], n_events: int) -> np.ndarray:
     """(B, n_events) float32 log1p counts of each event in each whole sequence (the count branch's input)."""
     flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences] + [np.zeros(0, np.int64)])
     rows = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
-    counts = np.bincount(rows * n_events + flat, minlength=len(sequences) * n_events)
-    return np.log1p(counts.reshape(len(sequences), n_events)).astype(np.float32)
+    cells, counts = np.unique(rows * n_events + flat, return_counts=True)
+    out = np.zeros((len(sequences), n_events), dtype=np.float32)  # mostly zeros: log1p only where an event occurs
+    out.reshape(-1)[cells] = np.log1p(counts)
+    return out
 
 
 def windows(sequences: list[np.ndarray], max_len: int) -> tuple[list[np.ndarray], np.ndarray]:
