@@ -429,9 +429,9 @@ class Suite:
                 self.record.rows.append({**what, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
                 print(f"[suite] FAILED {what}: {type(exc).__name__}: {exc}", flush=True)
                 break
-        self.on_progress(self, time.time() - self.t_start)
+        self.on_progress(self, self.elapsed())
 
-    def run_pair(self, p: dict, t_start: float, ablate: bool = True) -> None:
+    def run_pair(self, p: dict, ablate: bool = True) -> None:
         from fusionlog.dataset import load_train_data
 
         sources, target = list(p["sources"]), p["target"]
@@ -460,13 +460,16 @@ class Suite:
         if ablate and self.ablations and len(sources) == 1:
             self.guarded({"pair": pair, "method": "ablations", "seed": self.s.seeds[0], "teacher": "-"}, self.ablate,
                          sources, target)
-        print(f"[suite] pair {pair} done at {time.time() - t_start:.0f} s", flush=True)
+        print(f"[suite] pair {pair} done at {self.elapsed():.0f} s", flush=True)
 
-    def optional_ok(self, t_start: float, what: str) -> bool:
+    def elapsed(self) -> float:
+        return time.time() - self.t_start
+
+    def optional_ok(self, what: str) -> bool:
         """Optional stages run only within ``optional_after_minutes``; a skip is recorded for the report."""
         limit = self.s.optional_after_minutes
-        if limit and time.time() - t_start > 60 * limit:
-            self.record.skipped.append(f"{what}: skipped, the suite had run {(time.time() - t_start) / 60:.1f} min "
+        if limit and self.elapsed() > 60 * limit:
+            self.record.skipped.append(f"{what}: skipped, the suite had run {self.elapsed() / 60:.1f} min "
                                        f"(optional_after_minutes={limit})")
             print(f"[suite] {self.record.skipped[-1]}", flush=True)
             return False
@@ -476,7 +479,7 @@ class Suite:
         """In-domain references first (the small model's gate), then the pairs, then the optional stages."""
         from fusionlog.ray_runtime import ensure_ray
 
-        t_start = self.t_start = time.time()
+        self.t_start = time.time()
         ensure_ray(self.every.ray, self.every.run.progress)  # ONE Ray session for the whole suite
         for p in self.s.pairs:
             self.prepare(p["sources"], p["target"])
@@ -486,17 +489,17 @@ class Suite:
                     self.guarded({"pair": f"{target} (in-domain)", "method": "in_domain", "seed": seed,
                                   "teacher": "-", "zero_label": False}, self.in_domain, target, seed)
         for p in self.s.pairs:
-            self.run_pair(p, t_start)
+            self.run_pair(p)
         for p in self.s.pairs:  # the LLM teacher: the slowest, and optional
             name = pair_name(p["sources"], p["target"])
-            if name in self.s.llm_pairs and self.optional_ok(t_start, "LLM row " + name):
+            if name in self.s.llm_pairs and self.optional_ok("LLM row " + name):
                 self.guarded({"pair": name, "method": "fusionlog_llm", "seed": self.s.seeds[0], "teacher": "llm"},
                              self.fusion, list(p["sources"]), p["target"], self.s.seeds[0], "fusionlog_llm")
         for p in self.s.optional_pairs:
-            if self.optional_ok(t_start, "pair " + pair_name(p["sources"], p["target"])):
+            if self.optional_ok("pair " + pair_name(p["sources"], p["target"])):
                 self.prepare(p["sources"], p["target"])
-                self.run_pair(p, t_start, ablate=False)  # ablations: on the required pairs only
-        self.record.seconds = time.time() - t_start
+                self.run_pair(p, ablate=False)  # ablations: on the required pairs only
+        self.record.seconds = self.elapsed()
         return self.record
 
 

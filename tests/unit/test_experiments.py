@@ -192,7 +192,7 @@ def test_a_failed_run_is_retried_once_but_a_config_error_is_not():
     from types import SimpleNamespace
 
     writes = []
-    suite = SimpleNamespace(record=SimpleNamespace(rows=[]), t_start=0.0,
+    suite = SimpleNamespace(record=SimpleNamespace(rows=[]), elapsed=lambda: 0.0,
                             on_progress=lambda s, seconds: writes.append(len(s.record.rows)))
     calls = []
 
