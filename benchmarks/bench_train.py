@@ -7,15 +7,19 @@ Data: the shared corpora, prepared once into benchmarks/.cache/ (configs/shared.
 block sessions, mean 19 events) as the labelled source and BGL (MLog windows, mean 57 events, up to
 1,196) as the target, so lengths are realistic. Every row is measured in the same run:
 
-1. training, in this process, for each feature option (the count branch on or off, the GloVe+MiniLM
-   width of 434 instead of 50) with length-bucketed chunks and, as the baseline, without them
-   (``model.BUCKET`` set past the batch size): source-only steps (batch 256) and meta steps
+1. training, in this process, for each variant: the count branch on or off, the GloVe+MiniLM width
+   of 434 instead of 50, GRU hidden 64 (the suite's) or 128 (the config default), and how batches
+   are cut into length-sorted chunks: never (the baseline before issue 14: ``model.BUCKET`` set past
+   the batch size), always (before issue 16) or where the cost model says
+   they save GRU steps (the default): source-only steps (batch 256) and meta steps
    (``meta.tasks_per_step`` tasks of support+query source and target); steps/s and sequences/s after
    one warm-up step;
 2. start-up: seconds until the first epoch's report with Ray Train (1 worker, a fresh Ray session
    started here) and with the in-process launcher (``train.launcher=local``), for a 1-step epoch;
 3. inference with 1 torch thread (per core), batch 256, on the HDFS sessions (the 20k-sequences/s
-   goal) and on the BGL windows: sequences/s, best of ``--infer-repeats``.
+   goal) and on the BGL windows, best of ``--infer-repeats``: sequences/s through the shipped path
+   (``predict_proba``: each distinct sequence scored once) and with every sequence through the
+   model (``predict_distinct``: what a corpus with no repeats would get).
 
 Prints a table and writes benchmarks/results/bench_train.json.
 """
@@ -36,19 +40,24 @@ import torch
 
 from fusionlog import meta, model as model_module
 from fusionlog.config import load_config
-from fusionlog.dataset import TrainData, load_train_data
+from fusionlog.dataset import TrainData, load_train_data, unique_sequences
 from fusionlog.model import SmallModel
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bench_train.json"
 CACHE = ROOT / "benchmarks" / ".cache" / "bench_train_prepared"
 
-VARIANTS = {  # name -> (count branch, embedding width or None for the prepared one, bucketed)
-    "baseline: GRU only, one padded batch (before issue 14)": (False, None, False),
-    "GRU only, length-bucketed": (False, None, True),
-    "GRU + count branch, length-bucketed (default)": (True, None, True),
-    "GRU + count branch, GloVe+MiniLM width 434": (True, 434, True),
+VARIANTS = {  # name -> (count branch, embedding width or None for the prepared one, chunking, GRU hidden)
+    "baseline: GRU only, one padded batch (before issue 14)": (False, None, "never", 64),
+    "GRU only, length-bucketed": (False, None, "by cost", 64),
+    "GRU + count branch, chunks always (before issue 16)": (True, None, "always", 64),
+    "GRU + count branch (default)": (True, None, "by cost", 64),
+    "GRU + count branch, GloVe+MiniLM width 434": (True, 434, "by cost", 64),
+    "GRU + count branch, hidden 128 (the config default)": (True, None, "by cost", 128),
+    "GRU + count branch, hidden 128, chunks always (before issue 16)": (True, None, "always", 128),
 }
+# -> (model.BUCKET, model.STEP_MACS); a negative step cost makes chunks always look cheaper (the code before issue 16)
+CHUNKING = {"never": (10**9, model_module.STEP_MACS), "always": (64, -10**12), "by cost": (64, model_module.STEP_MACS)}
 
 
 def prepared_data(cfg) -> TrainData:
@@ -106,9 +115,11 @@ def bench_inference(cfg, data: TrainData, repeats: int) -> dict:
     torch.set_num_threads(1)
     try:
         for name, seqs in (("hdfs", [*data.source_train, *data.source_val]), ("bgl", data.target)):
-            best = min(_time(lambda: meta.predict_proba(model, seqs, 256, cfg.model.max_len)) for _ in range(repeats))
-            out[f"{name}_seq_per_s_per_core"] = len(seqs) / best
+            for path, fn in (("", meta.predict_proba), ("model_", meta.predict_distinct)):
+                best = min(_time(lambda: fn(model, seqs, 256, cfg.model.max_len)) for _ in range(repeats))
+                out[f"{name}_{path}seq_per_s_per_core"] = len(seqs) / best
             out[f"{name}_mean_events"] = float(np.mean([len(s) for s in seqs]))
+            out[f"{name}_distinct"] = len(unique_sequences(seqs)[0])
     finally:
         torch.set_num_threads(threads)
     return out
@@ -150,31 +161,34 @@ def main() -> int:
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray Train start-up measurement")
     args = ap.parse_args()
     cfg = load_config(ROOT / "configs" / "shared.yaml", [f"data.output_dir={CACHE}", "run.progress=false",
-                                                       "parsing.parallel=false", "model.hidden=64"])
+                                                       "parsing.parallel=false"])
     data = prepared_data(cfg)
     rows = []
-    for name, (counts, width, bucketed) in VARIANTS.items():
-        vcfg = replace(cfg, model=replace(cfg.model, count_branch=counts))
+    for name, (counts, width, chunking, hidden) in VARIANTS.items():
+        vcfg = replace(cfg, model=replace(cfg.model, count_branch=counts, hidden=hidden))
         vdata = with_width(data, width)
-        model_module.BUCKET = 64 if bucketed else 10**9
-        row = {"variant": name, **bench_training(vcfg, vdata, args.steps), **bench_inference(vcfg, vdata, args.infer_repeats)}
+        model_module.BUCKET, model_module.STEP_MACS = CHUNKING[chunking]
+        row = {"variant": name, "hidden": hidden,
+               **bench_training(vcfg, vdata, args.steps), **bench_inference(vcfg, vdata, args.infer_repeats)}
         rows.append(row)
         print(f"{name}: {json.dumps({k: round(v, 1) for k, v in row.items() if k != 'variant'})}", flush=True)
-    model_module.BUCKET = 64
+    model_module.BUCKET, model_module.STEP_MACS = CHUNKING["by cost"]
     startup = bench_startup(cfg, data, not args.no_ray)
-    print(f"\ndata: {data.counts}; model hidden {cfg.model.hidden}, {torch.get_num_threads()} torch threads for training")
-    print("| variant | source-only steps/s | seq/s | meta steps/s | seq/s | inference HDFS seq/s/core | BGL seq/s/core |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\ndata: {data.counts}; {torch.get_num_threads()} torch threads for training")
+    print("| variant | source-only steps/s | seq/s | meta steps/s | seq/s | inference HDFS seq/s/core: shipped "
+          "| every sequence through the model | BGL: shipped | every sequence |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['variant']} | {r['source_only_steps_per_s']:.2f} | {r['source_only_seq_per_s']:.0f} | "
               f"{r['meta_steps_per_s']:.2f} | {r['meta_seq_per_s']:.0f} | {r['hdfs_seq_per_s_per_core']:.0f} | "
-              f"{r['bgl_seq_per_s_per_core']:.0f} |")
+              f"{r['hdfs_model_seq_per_s_per_core']:.0f} | {r['bgl_seq_per_s_per_core']:.0f} | "
+              f"{r['bgl_model_seq_per_s_per_core']:.0f} |")
     print("start-up:", json.dumps({k: round(v, 1) for k, v in startup.items()}))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
                     "torch": torch.__version__, "load_avg_at_end": os.getloadavg()},
-        "data": data.counts, "model_hidden": cfg.model.hidden, "meta": {
+        "data": data.counts, "meta": {
             "tasks_per_step": cfg.meta.tasks_per_step, "support_size": cfg.meta.support_size,
             "query_size": cfg.meta.query_size, "batch_size": cfg.meta.batch_size},
         "variants": rows, "startup": startup}, indent=2))

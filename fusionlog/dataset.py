@@ -254,14 +254,19 @@ def pad_batch(sequences: list[np.ndarray], pad_index: int, max_len: int,
     given) one at a random start, so every part of a long sequence is seen over the epochs.
     An empty sequence becomes one padding step (a zero vector), so every length is >= 1.
     """
-    lengths = np.array([min(len(s), max_len) for s in sequences], dtype=np.int64)
-    truncated = int(sum(len(s) > max_len for s in sequences))
-    lengths = np.maximum(lengths, 1)
+    sizes = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    truncated = int((sizes > max_len).sum())
+    starts = np.zeros(len(sequences), dtype=np.int64)
+    if rng is not None:
+        for i in np.flatnonzero(sizes > max_len):
+            starts[i] = rng.integers(0, sizes[i] - max_len + 1)
+    kept = np.minimum(sizes, max_len)
+    lengths = np.maximum(kept, 1)
     out = np.full((len(sequences), int(lengths.max(initial=1))), pad_index, dtype=np.int64)
-    for i, s in enumerate(sequences):
-        start = int(rng.integers(0, len(s) - max_len + 1)) if rng is not None and len(s) > max_len else 0
-        window = s[start:start + max_len]
-        out[i, :len(window)] = window
+    if kept.sum():  # one scatter for the whole batch: row i, columns 0..kept_i-1
+        flat = np.concatenate([s[a:a + max_len] for s, a in zip(sequences, starts.tolist())])
+        rows = np.repeat(np.arange(len(sequences)), kept)
+        out[rows, np.arange(len(flat)) - np.repeat(np.cumsum(kept) - kept, kept)] = flat
     return out, lengths, truncated
 
 
@@ -273,6 +278,20 @@ def count_features(sequences: list[np.ndarray], n_events: int) -> np.ndarray:
     out = np.zeros((len(sequences), n_events), dtype=np.float32)  # mostly zeros: log1p only where an event occurs
     out.reshape(-1)[cells] = np.log1p(counts)
     return out
+
+
+def unique_sequences(sequences: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The distinct sequences (in order of first appearance) and, for each input, its index among them."""
+    first: dict[tuple[str, bytes], int] = {}
+    kept: list[np.ndarray] = []
+    inverse = np.empty(len(sequences), dtype=np.int64)
+    for i, s in enumerate(sequences):
+        a = np.asarray(s)
+        j = first.setdefault((a.dtype.str, a.tobytes()), len(kept))
+        if j == len(kept):
+            kept.append(s)
+        inverse[i] = j
+    return kept, inverse
 
 
 def windows(sequences: list[np.ndarray], max_len: int) -> tuple[list[np.ndarray], np.ndarray]:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from fusionlog.config import FusionLogConfig, MetaConfig, TrainConfig
-from fusionlog.dataset import TrainData, count_features, pad_batch, windows
+from fusionlog.dataset import TrainData, count_features, pad_batch, unique_sequences, windows
 from fusionlog.metrics import auroc, best_f1_threshold, precision_recall_f1
 from fusionlog.model import SmallModel
 
@@ -281,10 +281,22 @@ def source_only_step(model: SmallModel, opts: dict[str, torch.optim.Optimizer], 
 # ----------------------------------------------------------------------------- inference and validation
 
 
-@torch.inference_mode()
 def predict_proba(model: SmallModel, sequences: list[np.ndarray], batch_size: int, max_len: int,
                   device: torch.device | str = "cpu") -> tuple[np.ndarray, int]:
     """Anomaly probabilities (sigmoid of f_omega), and how many sequences were longer than max_len.
+
+    Each distinct sequence is scored once: logs repeat (20,000 HDFS blocks hold 2,242 distinct
+    event sequences, 18,000 BGL windows 5,903), and identical inputs get identical scores.
+    """
+    distinct, inverse = unique_sequences(sequences)
+    probs = predict_distinct(model, distinct, batch_size, max_len, device)
+    return probs[inverse], int(sum(len(s) > max_len for s in sequences))
+
+
+@torch.inference_mode()
+def predict_distinct(model: SmallModel, sequences: list[np.ndarray], batch_size: int, max_len: int,
+                     device: torch.device | str = "cpu") -> np.ndarray:
+    """``predict_proba`` without its deduplication: every sequence goes through the model.
 
     A longer sequence is scored whole: the max over its windows of max_len (half overlap), each
     window with the counts of the whole sequence. Windows are batched by length to keep padding
@@ -293,17 +305,17 @@ def predict_proba(model: SmallModel, sequences: list[np.ndarray], batch_size: in
     was_training = model.training
     model.eval()
     parts, owner = windows(sequences, max_len)
-    counts_of = count_features(sequences, model.n_events) if model.uses_counts else None
     probs = np.zeros(len(sequences), dtype=np.float64)
     order = np.argsort([len(s) for s in parts], kind="stable")
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         idx, lengths, _ = pad_batch([parts[i] for i in rows], model.pad_index, max_len)
-        counts = None if counts_of is None else torch.from_numpy(counts_of[owner[rows]]).to(device)
+        counts = (torch.from_numpy(count_features([sequences[i] for i in owner[rows]], model.n_events)).to(device)
+                  if model.uses_counts else None)
         logits, _ = model(torch.from_numpy(idx).to(device), torch.from_numpy(lengths).to(device), counts)
         np.maximum.at(probs, owner[rows], torch.sigmoid(logits).double().cpu().numpy())
     model.train(was_training)
-    return probs, int(sum(len(s) > max_len for s in sequences))
+    return probs
 
 
 def validate_source(model: SmallModel, data: TrainData, batch_size: int, max_len: int,

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -58,6 +59,11 @@ class RankNodes(ray.train.UserCallback):
     def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps([m["node_id"] for m in metrics]) + "\n")
+
+
+# Ray's workers run in the job's working_dir copy, where this test module is not importable: the callback
+# above, and the remote functions, travel by value rather than as a reference to ``tests.e2e.test_cluster``.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def _held(resource: str, cpus: int):

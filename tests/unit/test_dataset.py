@@ -5,7 +5,7 @@ import pytest
 
 from tests.unit._synthetic import make_system, write_prepared
 from fusionlog.dataset import (PreparedSystem, build_train_data, load_prepared, merge_systems, pad_batch,
-                               stratified_split)
+                               stratified_split, unique_sequences)
 
 
 def _tiny(name: str, ids: list[str], dim: int = 2) -> PreparedSystem:
@@ -102,6 +102,24 @@ def test_build_train_data_refuses_bad_source():
         build_train_data([], tgt, 0.25, 0)
     with pytest.raises(ValueError, match="d=8.*d=4"):
         build_train_data([make_system("SRC", n_seq=10, seed=1)], make_system("TGT", dim=4), 0.25, 0)
+
+
+def test_unique_sequences_keeps_first_appearances_and_maps_every_input():
+    seqs = [np.array([1, 2]), np.array([3]), np.array([1, 2]), np.array([], dtype=np.int64), np.array([3]),
+            np.array([1, 0], dtype=np.int32), np.array([1])]  # int32 [1, 0] and int64 [1] share their bytes
+    distinct, inverse = unique_sequences(seqs)
+    assert [d.tolist() for d in distinct] == [[1, 2], [3], [], [1, 0], [1]]
+    assert inverse.tolist() == [0, 1, 0, 2, 1, 3, 4]
+    assert unique_sequences([])[1].shape == (0,)
+
+
+def test_pad_batch_windows_start_at_random_only_in_training():
+    seqs = [np.arange(10), np.array([4, 5])]
+    idx, lengths, truncated = pad_batch(seqs, pad_index=99, max_len=4, rng=np.random.default_rng(3))
+    start = int(idx[0, 0])
+    assert idx[0].tolist() == list(range(start, start + 4)) and idx[1].tolist() == [4, 5, 99, 99]
+    assert lengths.tolist() == [4, 2] and truncated == 1
+    assert pad_batch(seqs, 99, 4)[0][0].tolist() == [0, 1, 2, 3]
 
 
 def test_pad_batch_counts_truncation_and_pads_empty():

@@ -12,7 +12,7 @@ from fusionlog.dataset import PreparedSystem, build_train_data, count_features
 from fusionlog.meta import (adversarial_loss, anomaly_head_step, batch_tensors, classification_loss, domain_head_step,
                             inner_adapt,
                             make_optimizers, make_task, meta_gradients, meta_step, outer_step,
-                            predict_proba, resolve_pos_weight, sample_source_rows, sample_task_rows, steps_per_epoch,
+                            predict_distinct, predict_proba, resolve_pos_weight, sample_source_rows, sample_task_rows, steps_per_epoch,
                             task_objective, train_loop)
 from fusionlog.model import SmallModel
 
@@ -173,6 +173,16 @@ def test_predict_proba_keeps_input_order_and_counts_truncation(data):
     single = [predict_proba(model, [s], 1, 16)[0][0] for s in seqs]
     np.testing.assert_allclose(probs, single, atol=1e-6)
     assert truncated == 1 and ((probs > 0) & (probs < 1)).all()
+
+
+def test_repeated_sequences_are_scored_once_and_get_the_same_score(data):
+    cfg = _cfg()
+    model = _model(data, cfg)
+    seqs = [np.array([1, 2]), np.arange(20) % 5, np.array([1, 2]), np.array([2, 3]), np.arange(20) % 5]
+    probs, truncated = predict_proba(model, seqs, batch_size=2, max_len=16)
+    distinct = predict_distinct(model, [seqs[0], seqs[1], seqs[3]], 2, 16)
+    np.testing.assert_allclose(probs, distinct[[0, 1, 0, 2, 1]], atol=1e-6)
+    assert truncated == 2
 
 
 # ----------------------------------------------------------------------------- the loop

@@ -75,12 +75,12 @@ def test_count_branch_sees_the_whole_sequence_and_starts_tied_to_the_event_vecto
     twins = SmallModel(ModelConfig(hidden=4, attention_dim=2, head_hidden=0, count_hidden=3),
                        np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32))
     a, b = (torch.from_numpy(count_features([np.array([e])], 3)) for e in (0, 1))
-    za, zb = (twins.extractor.count(c, c @ twins.unit) for c in (a, b))
+    za, zb = (twins.extractor.count(c) for c in (a, b))
     torch.testing.assert_close(za, zb)
     # ... and training can tell them apart through it
     with torch.no_grad():
         twins.extractor.count.residual[0] += 1.0
-    assert not torch.allclose(twins.extractor.count(a, a @ twins.unit), zb)
+    assert not torch.allclose(twins.extractor.count(a), zb)
 
 
 def test_nan_event_vectors_are_refused():
@@ -88,9 +88,35 @@ def test_nan_event_vectors_are_refused():
         SmallModel(CFG, np.array([[np.nan, 0.0]], dtype=np.float32))
 
 
-def test_length_sorted_chunks_give_the_same_features_as_one_padded_batch():
+def test_chunks_are_taken_only_where_they_save_gru_work():
+    from fusionlog.model import gru_row_macs, length_chunks
+
+    near_equal = torch.tensor([19, 20] * 64)  # what inference batches look like: sorted by length first
+    assert length_chunks(near_equal, size=64, step_cost=64) is None
+    long_tailed = torch.tensor([5] * 120 + [128] * 8)  # one long window in a random training batch
+    chunks = length_chunks(long_tailed, size=64, step_cost=64)
+    assert [len(c) for c in chunks] == [64, 64]
+    assert sorted(torch.cat(chunks).tolist()) == list(range(128))
+    assert int(long_tailed[chunks[0]].max()) == 5
+    assert length_chunks(long_tailed[:64], 64, 0) is None  # one chunk's worth is never split
+    assert gru_row_macs(50, 64, 1) == 3 * 64 * 114 and gru_row_macs(50, 64, 2) == 3 * 64 * 114 + 3 * 64 * 128
+
+
+def test_count_branch_first_layer_is_the_tied_layer_on_the_bag_plus_the_residual():
+    model = _model(ModelConfig(hidden=8, attention_dim=4, head_hidden=4, count_branch=True, count_hidden=6))
+    branch = model.extractor.count
+    with torch.no_grad():
+        branch.residual.normal_()
+    counts = torch.rand(4, model.n_events)
+    expected = torch.relu(branch.out(torch.relu(branch.tied(counts @ branch.unit) + counts @ branch.residual)))
+    torch.testing.assert_close(branch(counts), expected)
+
+
+def test_length_sorted_chunks_give_the_same_features_as_one_padded_batch(monkeypatch):
+    from fusionlog import model as model_module
     from fusionlog.model import BUCKET
 
+    monkeypatch.setattr(model_module, "STEP_MACS", 0)  # chunks look cheaper whenever they cut padding
     model = _model()
     torch.manual_seed(1)
     n = 2 * BUCKET + 7
@@ -98,6 +124,7 @@ def test_length_sorted_chunks_give_the_same_features_as_one_padded_batch():
     idx = torch.full((n, 12), model.pad_index)
     for i, length in enumerate(lengths.tolist()):
         idx[i, :length] = torch.randint(0, 5, (length,))
+    assert model_module.length_chunks(lengths, BUCKET, 0) is not None
     chunked = model.features(idx, lengths)
     states, _ = model.extractor.gru(model.table[idx])
     whole = model.extractor.pool(states, lengths)

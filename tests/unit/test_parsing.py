@@ -1,4 +1,5 @@
 import gzip
+import re
 
 import pyarrow as pa
 import pytest
@@ -6,7 +7,7 @@ import pytest
 from fusionlog.config import FusionLogError, ParsingConfig, SystemConfig, build_typed
 import fusionlog.parsing as parsing
 from fusionlog.parsing import (
-    LineSplitter, Shard, event_id, grouping_accuracy, input_bytes, load_miner, make_miner, merge_shards, mine_shard,
+    LineSplitter, Shard, event_columns, event_id, grouping_accuracy, input_bytes, load_miner, make_miner, merge_shards, mine_shard,
     open_lines, parse_sequential, plan_shards, read_chunks, read_shard, save_miner, serving_disagreements,
     skip_counts, with_event_ids,
 )
@@ -85,7 +86,7 @@ def _one_pass(paths, sysc, cfg, num_shards):
     mined = [mine_shard(s, sysc, cfg) for s in shards]
     miner, maps, unmatched = merge_shards([m[0] for m in mined], cfg, sysc)
     offsets = [sum(m[0].lines for t, m in zip(shards[:i], mined) if t.file == s.file) for i, s in enumerate(shards)]
-    parts = [with_event_ids(part, parsing.event_ids_by_cluster(m), off)
+    parts = [with_event_ids(part, *event_columns(part, parsing.event_ids_by_cluster(m), off))
              for (_, part), m, off in zip(mined, maps, offsets)]
     return pa.concat_tables(parts), miner, unmatched
 
@@ -178,3 +179,32 @@ def test_miner_state_round_trip(tmp_path):
     assert loaded.match("Deleting block blk_9 file /x/y").get_template() == next(iter(miner.drain.clusters)).get_template()
     with pytest.raises(FileNotFoundError):
         load_miner(tmp_path / "none.bin", cfg, sysc)
+
+
+@pytest.mark.parametrize("name", ["HDFS", "OpenStack"])
+def test_arrow_grouping_ids_are_pythons(name):
+    """RE2 finds each line's first id; the answer must be exactly Python's findall, deduplicated."""
+    splitter = LineSplitter(system(name))
+    assert splitter._id_arrow is not None  # the built-in regexes take the Arrow path
+    uuid = "0c5c5c6a-1a2b-4c3d-8e9f-0123456789ab"
+    contents = ["Receiving block blk_1 src", "no id here", "blk_2 and blk_3 then blk_2 again", "", "blk_-45",
+                "ünïcode blk_٣4 blk_5", "blk_6", f"[instance: {uuid}] x [instance: {uuid}]", f"[instance: {uuid}]",
+                "[instance: not-a-uuid]"]
+    rx = re.compile(BUILTIN_SYSTEMS[name]["grouping"]["id_regex"])
+    want = [list(dict.fromkeys(m.group(1) for m in rx.finditer(c))) for c in contents]
+    assert splitter._groups(pa.array(contents)).to_pylist() == want
+    assert splitter._groups(pa.array(contents[1:2])).to_pylist() == [[]]
+
+
+@pytest.mark.parametrize("pattern,named", [
+    (r"(blk_-?\d+)", r"(?P<id>blk_-?\d+)"),
+    (r"blk_-?\d+", r"(?P<id>blk_-?\d+)"),
+    (r"\((\d+)\)", r"\((?P<id>\d+)\)"),
+    (r"(a)(b)", None),  # two groups
+    (r"[(](\d+)", None),  # a parenthesis the translation cannot place
+    (r"(\d*)", None),  # matches the empty string
+    (r"id=(\S+)", None),  # \s classes differ between RE2 and Python
+    (r"(?<=id=)(\d+)", None),  # RE2 has no lookbehind
+])
+def test_arrow_id_pattern_translates_only_plain_regexes(pattern, named):
+    assert parsing.arrow_id_pattern(re.compile(pattern)) == named
