@@ -49,11 +49,12 @@ def distill_lines(d: dict) -> list[str]:
             + (f", {d['held_out']} held out" if d.get("held_out") else ""))
     first = f"{len(rounds)} rounds, {pool}; clean normal/anomalous per round: {per_round or 'none'}"
     tuned = [str(r["round"] + 1) for r in rounds if r.get("finetuned_on")]
-    second = f"fine-tuned in round {', '.join(tuned)}" if tuned else "fine-tuned in no round"
+    second = (f"fine-tuned in round {', '.join(tuned)}" if tuned
+              else "no round fine-tuned (no clean set held both classes)")
     if d.get("leftovers"):
         second += (f"; {d['leftovers']} leftovers took the teacher's label"
-                   + (f" (fine-tuned on {d['leftover_finetuned_on']})" if d.get("leftover_finetuned_on")
-                      else " (not fine-tuned on)"))
+                   + (f", fine-tuned on {d['leftover_finetuned_on']}"
+                      if d.get("leftover_finetuned_on") else " (not fine-tuned on)"))
     return [first, second]
 
 

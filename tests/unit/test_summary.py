@@ -41,7 +41,7 @@ def test_summary_of_a_healthy_run_has_a_dozen_lines_and_the_next_commands():
     assert "llm (llama_cpp), threshold 0.431 calibrated on 32 source-val sequences" in text
     # clean normal/anomalous = (clean - clean_anomalous)/clean_anomalous, per round
     assert "3 rounds, pool 22; clean normal/anomalous per round: 4/1 3/0 0/0" in text
-    assert "fine-tuned in round 1, 2; 14 leftovers took the teacher's label (fine-tuned on 22)" in text
+    assert "fine-tuned in round 1, 2; 14 leftovers took the teacher's label, fine-tuned on 22" in text
     assert "0.506, chosen on 22 pseudo-labelled target sequences" in text
     assert "fusionlog evaluate --config configs/demo.yaml" in text
     assert "fusionlog report outputs/demo" in text and "serve run serve_config.yaml" in text
